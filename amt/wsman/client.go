@@ -1,0 +1,290 @@
+package wsman
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+
+	"amtd/amt/digest"
+	"amtd/amt/httpwire"
+	"amtd/secret"
+)
+
+// Dialer opens a fresh byte stream to AMT's WS-Man endpoint for one HTTP
+// round trip: TLS to port 16993, a CIRA APF channel, or the rpc-go
+// WebSocket tunnel are all Dialers. The connection is closed after the
+// response (Connection: close, as RPS sends; spec/wsman.md §1).
+type Dialer func(ctx context.Context) (net.Conn, error)
+
+// Credentials authenticate to AMT.
+type Credentials struct {
+	// Host is the Host header, "<device-uuid>:<port>" as RPS and MPS send
+	// it; it also names the device in errors.
+	Host     string
+	Username string // "admin" once activated (spec/wsman.md §2)
+	Password secret.Value
+}
+
+// ErrWrongPassword is wrapped when AMT refuses the credentials three times
+// in a row (RPS isMaxRetries).
+var ErrWrongPassword = errors.New("wrong AMT password")
+
+// maxAuthAttempts is the number of consecutive 401s accepted before giving
+// up (spec/wsman.md §2).
+const maxAuthAttempts = 3
+
+// Client sends WS-Man requests with digest authentication. It is safe for
+// concurrent use; calls are serialised, because Enumerate/Pull pairs must
+// not interleave over CIRA (mps#664) and the digest nonce count is shared.
+type Client struct {
+	dial    Dialer
+	creds   Credentials
+	chunked bool
+	maxResp int64
+
+	B Builder
+
+	mu   sync.Mutex
+	auth digest.Client
+}
+
+// Option changes a Client.
+type Option func(*Client)
+
+// WithChunked frames request bodies with Transfer-Encoding: chunked, as RPS
+// does, instead of Content-Length.
+func WithChunked() Option { return func(c *Client) { c.chunked = true } }
+
+// WithMaxResponse caps a response body (default 4 MiB, the parser's limit).
+func WithMaxResponse(n int64) Option { return func(c *Client) { c.maxResp = n } }
+
+// NewClient returns a client that reaches AMT through dial.
+func NewClient(dial Dialer, creds Credentials, opts ...Option) *Client {
+	c := &Client{dial: dial, creds: creds, maxResp: MaxEnvelopeBytes}
+	c.auth = digest.Client{Username: creds.Username, Password: creds.Password, RequireAMTRealm: true}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Do sends one built request and parses the response. A SOAP fault comes
+// back as *Fault naming the request's class and operation.
+func (c *Client) Do(ctx context.Context, req *Request) (*Message, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.do(ctx, req)
+}
+
+func (c *Client) do(ctx context.Context, req *Request) (*Message, error) {
+	what := fmt.Sprintf("%s %s on %s", req.Operation, req.Class, c.creds.Host)
+	for attempt := 1; ; attempt++ {
+		resp, err := c.roundTrip(ctx, req.Body)
+		if err != nil {
+			return nil, fmt.Errorf("wsman: %s: %w", what, err)
+		}
+		switch resp.StatusCode {
+		case http.StatusOK:
+			m, err := ParseResponse(resp.Body)
+			if err != nil {
+				return nil, c.named(req, what, err)
+			}
+			return m, nil
+		case http.StatusUnauthorized:
+			if attempt >= maxAuthAttempts {
+				return nil, fmt.Errorf("wsman: %s: %w for %s (AMT refused it %d times; check the stored AMT admin password)",
+					what, ErrWrongPassword, c.creds.Host, attempt)
+			}
+			ch, err := digest.ParseChallenge(resp.Header.Get("WWW-Authenticate"))
+			if err != nil {
+				return nil, fmt.Errorf("wsman: %s: 401 without a usable challenge: %w", what, err)
+			}
+			if err := c.auth.Accept(ch); err != nil {
+				return nil, fmt.Errorf("wsman: %s: %w", what, err)
+			}
+		case http.StatusBadRequest:
+			_, err := ParseResponse(resp.Body)
+			if err == nil {
+				err = fmt.Errorf("HTTP 400 without a SOAP fault: %q", clip(string(resp.Body)))
+			}
+			return nil, c.named(req, what, err)
+		default:
+			return nil, fmt.Errorf("wsman: %s: HTTP %s: %s", what, resp.Status(), clip(strings.TrimSpace(string(resp.Body))))
+		}
+	}
+}
+
+// named fills the request's class and operation into a fault.
+func (c *Client) named(req *Request, what string, err error) error {
+	var f *Fault
+	if errors.As(err, &f) {
+		f.Class, f.Action = req.Class, req.Operation
+		return f
+	}
+	return fmt.Errorf("wsman: %s: %w", what, err)
+}
+
+func (c *Client) roundTrip(ctx context.Context, body []byte) (*httpwire.Response, error) {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+
+	h := http.Header{
+		"Host":         {c.creds.Host},
+		"Connection":   {"close"},
+		"Content-Type": {"application/soap+xml; charset=utf-8"},
+	}
+	if c.auth.HasChallenge() {
+		a, err := c.auth.Authorize("POST", digest.WSManURI)
+		if err != nil {
+			return nil, err
+		}
+		h.Set("Authorization", a)
+	}
+	req := &httpwire.Request{Method: "POST", Target: digest.WSManURI, Header: h, Body: body}
+	if err := req.Write(conn, c.chunked); err != nil {
+		return nil, c.ctxErr(ctx, fmt.Errorf("write: %w", err))
+	}
+	resp, err := httpwire.ReadResponse(bufio.NewReader(conn), httpwire.Limits{MaxBodyBytes: c.maxResp})
+	if err != nil {
+		return nil, c.ctxErr(ctx, fmt.Errorf("read response: %w", err))
+	}
+	return resp, nil
+}
+
+// ctxErr reports a failure caused by the call's context as the context's
+// error. The connection deadline is the context's, and it can fire an
+// instant before ctx.Err() is set.
+func (c *Client) ctxErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	if _, ok := ctx.Deadline(); ok && errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+	}
+	return err
+}
+
+// Get reads one instance of class into v (a pointer to its typed struct,
+// or *Instance for the generic form).
+func (c *Client) Get(ctx context.Context, class string, v any, sel ...Selector) error {
+	req, err := c.B.Get(class, sel...)
+	if err != nil {
+		return err
+	}
+	m, err := c.Do(ctx, req)
+	if err != nil {
+		return err
+	}
+	if m.Kind != KindInstance || len(m.Instances) == 0 {
+		return fmt.Errorf("wsman: Get %s on %s: response holds %v, not an instance", class, c.creds.Host, m.Kind)
+	}
+	return into(&m.Instances[0], v)
+}
+
+func into(in *Instance, v any) error {
+	if p, ok := v.(*Instance); ok {
+		*p = *in
+		return nil
+	}
+	return Decode(in, v)
+}
+
+// maxPulls bounds an enumeration: go-wsman-messages and RPS do one Pull of
+// 999 items; a device that keeps returning contexts is broken or hostile.
+const maxPulls = 64
+
+// Enumerate runs Enumerate and Pulls until EndOfSequence, returning every
+// item. The pair runs under one lock so nothing interleaves (mps#664).
+func (c *Client) Enumerate(ctx context.Context, class string) ([]Instance, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	req, err := c.B.Enumerate(class)
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.do(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if m.Kind != KindEnumerate || m.EnumerationContext == "" {
+		return nil, fmt.Errorf("wsman: Enumerate %s on %s: no EnumerationContext in the response", class, c.creds.Host)
+	}
+	var items []Instance
+	ectx := m.EnumerationContext
+	for range maxPulls {
+		req, err := c.B.Pull(class, ectx)
+		if err != nil {
+			return nil, err
+		}
+		m, err := c.do(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		if m.Kind != KindPull {
+			return nil, fmt.Errorf("wsman: Pull %s on %s: response holds %v, not a PullResponse", class, c.creds.Host, m.Kind)
+		}
+		items = append(items, m.Instances...)
+		if m.EndOfSequence {
+			return items, nil
+		}
+		if m.EnumerationContext == "" {
+			return nil, fmt.Errorf("wsman: Pull %s on %s: neither EndOfSequence nor a context to continue", class, c.creds.Host)
+		}
+		ectx = m.EnumerationContext
+	}
+	return nil, fmt.Errorf("wsman: Enumerate %s on %s: still not at EndOfSequence after %d pulls", class, c.creds.Host, maxPulls)
+}
+
+// Put writes body (EncodeWritable of a typed struct, or an Instance) and
+// returns the instance AMT echoes, if any.
+func (c *Client) Put(ctx context.Context, class string, body Instance, sel ...Selector) (*Message, error) {
+	req, err := c.B.Put(class, body, sel...)
+	if err != nil {
+		return nil, err
+	}
+	return c.Do(ctx, req)
+}
+
+// Invoke calls a method and decodes its _OUTPUT into out (a typed output
+// struct, *Instance, or nil). A non-zero ReturnValue is a *ReturnError
+// (out is still filled, so callers can read other outputs).
+func (c *Client) Invoke(ctx context.Context, class, method string, params []Property, out any, sel ...Selector) error {
+	req, err := c.B.Invoke(class, method, params, sel...)
+	if err != nil {
+		return err
+	}
+	m, err := c.Do(ctx, req)
+	if err != nil {
+		return err
+	}
+	if m.Method == nil {
+		return fmt.Errorf("wsman: %s.%s on %s: response holds %v, not %s_OUTPUT", class, method, c.creds.Host, m.Kind, method)
+	}
+	if out != nil {
+		if err := into(m.Method, out); err != nil {
+			return err
+		}
+	}
+	code, ok, err := m.Method.ReturnValue()
+	if err != nil {
+		return err
+	}
+	if ok && code != 0 {
+		return &ReturnError{Class: class, Method: method, Code: code}
+	}
+	return nil
+}
