@@ -1,0 +1,149 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// forwarder sends the questions amtd is not authoritative for to the site's
+// resolvers, in order, and caches what comes back. At most maxInflight
+// questions are outstanding at once: past that the client gets SERVFAIL at
+// once, so a flood cannot pile up goroutines waiting on a slow upstream.
+type forwarder struct {
+	upstreams []string // host:port
+	cache     *cache
+	udp, tcp  *dns.Client
+	sem       chan struct{}
+}
+
+const (
+	maxInflight     = 256
+	upstreamTimeout = 2 * time.Second
+	// ednsSize is the EDNS0 buffer size amtd offers and accepts over UDP:
+	// 1232 avoids IP fragmentation on any path (DNS Flag Day 2020).
+	ednsSize = 1232
+)
+
+var errBusy = errors.New("too many forwarded queries in flight")
+
+// newForwarder validates the upstream list; nil upstreams give a nil
+// forwarder, which REFUSES every non-local question.
+func newForwarder(upstreams []string, c *cache) (*forwarder, error) {
+	if len(upstreams) == 0 {
+		return nil, nil
+	}
+	f := &forwarder{
+		cache: c,
+		udp:   &dns.Client{Net: "udp", Timeout: upstreamTimeout, UDPSize: ednsSize},
+		tcp:   &dns.Client{Net: "tcp", Timeout: upstreamTimeout},
+		sem:   make(chan struct{}, maxInflight),
+	}
+	for _, u := range upstreams {
+		hp, err := upstreamAddr(u)
+		if err != nil {
+			return nil, fmt.Errorf("dns: [DNS] Upstream=%s: %w", u, err)
+		}
+		f.upstreams = append(f.upstreams, hp)
+	}
+	return f, nil
+}
+
+// upstreamAddr accepts "addr" or "host:port" and returns host:port.
+func upstreamAddr(s string) (string, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(a, 53).String(), nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", fmt.Errorf("not an address or host:port: %w", err)
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return "", fmt.Errorf("%q is not an IP address (a resolver cannot be named by a name it would resolve)", host)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// resolve answers r from the cache or the upstreams. The reply has r's ID
+// and question; its OPT record is left for the caller to set.
+func (f *forwarder) resolve(ctx context.Context, r *dns.Msg) (*dns.Msg, bool, error) {
+	q := r.Question[0]
+	do, cd := false, r.CheckingDisabled
+	if opt := r.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	key := cacheKey(q, do, cd)
+	if m := f.cache.get(key); m != nil {
+		return reply(r, m), true, nil
+	}
+	select {
+	case f.sem <- struct{}{}:
+		defer func() { <-f.sem }()
+	default:
+		return nil, false, errBusy
+	}
+	up := new(dns.Msg)
+	up.SetQuestion(strings.ToLower(q.Name), q.Qtype)
+	up.Question[0].Qclass = q.Qclass
+	up.RecursionDesired = r.RecursionDesired
+	up.CheckingDisabled = cd
+	up.SetEdns0(ednsSize, do)
+	var errs []error
+	for _, addr := range f.upstreams {
+		m, err := f.exchange(ctx, up, addr)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if m.Rcode == dns.RcodeServerFailure || m.Rcode == dns.RcodeRefused {
+			errs = append(errs, fmt.Errorf("%s: %s", addr, dns.RcodeToString[m.Rcode]))
+			continue
+		}
+		stripOPT(m)
+		f.cache.put(key, m)
+		return reply(r, m), false, nil
+	}
+	return nil, false, fmt.Errorf("forward %s %s: %w", q.Name, dns.TypeToString[q.Qtype], errors.Join(errs...))
+}
+
+func (f *forwarder) exchange(ctx context.Context, m *dns.Msg, addr string) (*dns.Msg, error) {
+	in, _, err := f.udp.ExchangeContext(ctx, m, addr)
+	if err == nil && in.Truncated {
+		in, _, err = f.tcp.ExchangeContext(ctx, m, addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", addr, err)
+	}
+	if len(in.Question) != 1 || !strings.EqualFold(in.Question[0].Name, m.Question[0].Name) || in.Question[0].Qtype != m.Question[0].Qtype {
+		return nil, fmt.Errorf("%s: answer for another question", addr)
+	}
+	return in, nil
+}
+
+// reply turns an upstream answer into the answer to r.
+func reply(r, m *dns.Msg) *dns.Msg {
+	out := m.Copy()
+	out.Id = r.Id
+	out.Question = r.Question
+	out.Response = true
+	out.RecursionDesired = r.RecursionDesired
+	out.RecursionAvailable = true
+	out.Authoritative = false
+	return out
+}
+
+func stripOPT(m *dns.Msg) {
+	extra := m.Extra[:0]
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	m.Extra = extra
+}
