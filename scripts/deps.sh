@@ -37,9 +37,10 @@ if ((${#missing[@]})); then
 	fi
 fi
 
-# staticcheck for `make lint`, pinned.
+# staticcheck for `make lint`, pinned: 2026.2.2 is module version v0.8.2 (the
+# proxy answers only the module version, not the release name).
 gobin=$(go env GOPATH)/bin
 if [ ! -x "$gobin/staticcheck" ]; then
 	echo "deps: installing staticcheck"
-	GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@2026.2.2
+	GOFLAGS= go install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 fi
