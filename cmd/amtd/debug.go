@@ -22,9 +22,11 @@ import (
 // long CIRA session in hex is a few MiB.
 const maxCaptureBytes = 64 << 20
 
-const debugUsage = `Usage: amtd debug decode hello|apf|wsman FILE|- [--json] [--node 0|1]
+const debugUsage = `Usage: amtd debug decode hello|apf|wsman|setupbin FILE|- [--json] [--node 0|1]
 
 Decodes a capture and prints what it contains, one line per APF message.
+setupbin reads a USB setup.bin: its records, which are consumed, and their
+values (MEBx passwords shown only as set or not).
 FILE is raw bytes or hex: plain hex (whitespace, 0x and colons allowed; xxd -p),
 an xxd or hexdump -C dump, or tshark's "Follow stream" hex view. "-" reads stdin.
 
@@ -67,7 +69,7 @@ func cmdDebug(c *cli, args []string) int {
 		}
 	}
 	if len(pos) != 3 || pos[0] != "decode" {
-		return debugUsageError(c, "want: debug decode hello|apf|wsman FILE|-")
+		return debugUsageError(c, "want: debug decode hello|apf|wsman|setupbin FILE|-")
 	}
 	kind, file := pos[1], pos[2]
 	var decode func(c *cli, data []byte, asJSON bool) int
@@ -78,8 +80,10 @@ func cmdDebug(c *cli, args []string) int {
 		decode = decodeAPF
 	case "wsman":
 		decode = decodeWSMan
+	case "setupbin":
+		decode = decodeSetupBin
 	default:
-		return debugUsageError(c, fmt.Sprintf("unknown capture kind %q: want hello, apf or wsman", kind))
+		return debugUsageError(c, fmt.Sprintf("unknown capture kind %q: want hello, apf, wsman or setupbin", kind))
 	}
 	raw, err := readCapture(c, file)
 	if err != nil {
