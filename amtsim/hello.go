@@ -45,27 +45,35 @@ func ProvisionServerNames(suffix string) []string {
 // ResolveProvisionServer asks server for the names in order and returns
 // the first A record's address.
 func ResolveProvisionServer(ctx context.Context, server netip.AddrPort, suffix string) (netip.Addr, string, error) {
-	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
 	var errs []error
 	for _, name := range ProvisionServerNames(suffix) {
-		q := new(dns.Msg)
-		q.SetQuestion(name, dns.TypeA)
-		q.RecursionDesired = true
-		r, _, err := c.ExchangeContext(ctx, q, server.String())
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			continue
+		ip, err := resolveA(ctx, server, name)
+		if err == nil {
+			return ip, name, nil
 		}
-		for _, rr := range r.Answer {
-			if a, ok := rr.(*dns.A); ok {
-				if ip, ok := netip.AddrFromSlice(a.A.To4()); ok {
-					return ip, name, nil
-				}
-			}
-		}
-		errs = append(errs, fmt.Errorf("%s: %s, no A record", name, dns.RcodeToString[r.Rcode]))
+		errs = append(errs, err)
 	}
 	return netip.Addr{}, "", fmt.Errorf("amtsim: ProvisionServer lookup at %s: %w", server, errors.Join(errs...))
+}
+
+// resolveA asks server for name's first A record.
+func resolveA(ctx context.Context, server netip.AddrPort, name string) (netip.Addr, error) {
+	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(name), dns.TypeA)
+	q.RecursionDesired = true
+	r, _, err := c.ExchangeContext(ctx, q, server.String())
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%s: %w", name, err)
+	}
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			if ip, ok := netip.AddrFromSlice(a.A.To4()); ok {
+				return ip, nil
+			}
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%s: %s, no A record", name, dns.RcodeToString[r.Rcode])
 }
 
 // Hello builds the device's hello: version 3, the retry count, its UUID,
@@ -88,18 +96,35 @@ func (d *Device) Hello(retry uint32) (*hello.Hello, error) {
 	return h, nil
 }
 
-// SendHello resolves ProvisionServer and sends one hello to it over TCP,
-// then closes: AMT sends and closes, the server answers nothing
-// (spec/activation.md §2.1).
+// SendHello finds the provisioning server and sends one hello to it over
+// TCP, then closes: AMT sends and closes, the server answers nothing
+// (spec/activation.md §2.1). The server is, in IRG's order (spec/network.md
+// §2): the configured SCA address; else the configured SCA FQDN resolved;
+// else ProvisionServer. The port is the configured one (setup.bin PSPO)
+// when set, else port.
 func (d *Device) SendHello(ctx context.Context, port int, retry uint32) (netip.AddrPort, error) {
 	d.mu.Lock()
 	n := d.net
 	suffix := d.s.DhcpDNSSuffix
-	d.mu.Unlock()
-	if !n.DNS.IsValid() {
-		return netip.AddrPort{}, fmt.Errorf("amtsim: device %s has no DNS server (DHCP option 6), so no ProvisionServer lookup", d.UUID)
+	scaIP, scaFQDN := d.s.ProvServerIP, d.s.ProvServerFQDN
+	if d.s.ProvServerPort != 0 {
+		port = d.s.ProvServerPort
 	}
-	ip, _, err := ResolveProvisionServer(ctx, n.DNS, suffix)
+	d.mu.Unlock()
+	var ip netip.Addr
+	var err error
+	switch {
+	case scaIP != "":
+		ip, err = netip.ParseAddr(scaIP)
+	case !n.DNS.IsValid():
+		return netip.AddrPort{}, fmt.Errorf("amtsim: device %s has no DNS server (DHCP option 6), so no ProvisionServer lookup", d.UUID)
+	case scaFQDN != "":
+		if ip, err = resolveA(ctx, n.DNS, scaFQDN); err != nil {
+			err = fmt.Errorf("amtsim: SCA FQDN lookup at %s: %w", n.DNS, err)
+		}
+	default:
+		ip, _, err = ResolveProvisionServer(ctx, n.DNS, suffix)
+	}
 	if err != nil {
 		return netip.AddrPort{}, err
 	}

@@ -55,7 +55,12 @@ type Settings struct {
 	HostName            string `json:"hostName,omitempty"`
 	DomainName          string `json:"domainName,omitempty"`
 	TrustedDNSSuffix    string `json:"trustedDNSSuffix,omitempty"` // MEBx "PKI DNS Suffix"
-	DhcpDNSSuffix       string `json:"dhcpDNSSuffix,omitempty"`    // option 15
+	// The provisioning server as MEBx or a USB setup.bin set it
+	// (spec/network.md §2, §3.2: 2/17, 2/4, 2/18); empty/0: not set.
+	ProvServerIP   string `json:"provServerIP,omitempty"`
+	ProvServerFQDN string `json:"provServerFQDN,omitempty"`
+	ProvServerPort int    `json:"provServerPort,omitempty"`
+	DhcpDNSSuffix  string `json:"dhcpDNSSuffix,omitempty"` // option 15
 
 	Keys         []KeyPair    `json:"keys,omitempty"`
 	Certs        []StoredCert `json:"certs,omitempty"`

@@ -57,6 +57,7 @@ type options struct {
 	lease         string
 	remoteConfig  bool
 	rootHashes    string
+	setupBin      string
 	helloPort     int
 	helloInterval time.Duration
 	helloAttempts int
@@ -95,7 +96,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.lease, "lease", "", "dhclient lease file or udhcpc env dump to take IP, DNS and suffix from (single device)")
 	fs.BoolVar(&o.remoteConfig, "remote-config", false, "open remote configuration (hellos and the mutual-TLS setup session) in pre-provisioning")
 	fs.StringVar(&o.rootHashes, "root-hash", "", "user-added trusted root SHA-256 hashes, comma-separated hex (MEBx/USB)")
-	fs.IntVar(&o.helloPort, "hello-port", 9971, "port hellos are sent to")
+	fs.StringVar(&o.setupBin, "setup-bin", "", "USB setup.bin each device boots with: device i takes the next unconsumed record (as firmware does) and the file is written back")
+	fs.IntVar(&o.helloPort, "hello-port", 9971, "port hellos are sent to (a setup.bin record's port wins)")
 	fs.DurationVar(&o.helloInterval, "hello-interval", amtsim.DefaultHelloSchedule.Interval, "first interval between hellos, doubling (a guess: the real schedule is unverified)")
 	fs.IntVar(&o.helloAttempts, "hello-attempts", amtsim.DefaultHelloSchedule.Attempts, "hellos per device at most")
 	fs.DurationVar(&o.helloWindow, "hello-window", amtsim.DefaultHelloSchedule.Window, "time after which no more hellos are sent")
@@ -239,6 +241,15 @@ func runFleet(ctx context.Context, o options, log *slog.Logger) error {
 			return err
 		}
 		closers = append(closers, d.StopCIRA)
+		usb := false
+		if o.setupBin != "" {
+			res, err := d.ApplySetupBinFile(o.setupBin)
+			if err != nil {
+				return fmt.Errorf("device %s: %w", d.UUID, err)
+			}
+			usb = true
+			log.Info("setup.bin record taken", "uuid", d.UUID.String(), "record", res.Record, "suffix", res.Settings.PKIDNSSuffix)
+		}
 		if !o.noListen {
 			var la amtsim.ListenAddrs
 			switch {
@@ -258,7 +269,8 @@ func runFleet(ctx context.Context, o options, log *slog.Logger) error {
 			closers = append(closers, func() { l.Close() })
 			log.Info("device up", "uuid", d.UUID.String(), "version", d.Version.String(), "realm", d.Realm(), "tls", l.TLS.String())
 		}
-		if o.remoteConfig && id.DNS.IsValid() {
+		// A setup.bin may name the server's address, so hellos need no DNS.
+		if (o.remoteConfig && id.DNS.IsValid()) || usb {
 			go d.RunHellos(ctx, sched)
 		}
 	}
