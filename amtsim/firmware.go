@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"amtd/amt/password"
 )
 
 // Return values the firmware methods use (spec/wsman.md §6). The host-based
@@ -55,36 +57,8 @@ type Session struct {
 }
 
 // CheckPassword applies the AMT admin and MEBx rule (spec/activation.md
-// §11): 8–32 characters of 7-bit ASCII 32–126 without : , ", with a digit,
-// a lower-case and an upper-case letter, and a non-alphanumeric character
-// other than _ and space.
-func CheckPassword(p string) error {
-	if len(p) < 8 || len(p) > 32 {
-		return fmt.Errorf("password has %d characters; AMT takes 8–32", len(p))
-	}
-	var digit, lower, upper, special bool
-	for _, c := range []byte(p) {
-		switch {
-		case c < 32 || c > 126:
-			return fmt.Errorf("password has a byte 0x%02x outside printable ASCII", c)
-		case c == ':' || c == ',' || c == '"':
-			return fmt.Errorf("password contains %q, which AMT forbids", c)
-		case c >= '0' && c <= '9':
-			digit = true
-		case c >= 'a' && c <= 'z':
-			lower = true
-		case c >= 'A' && c <= 'Z':
-			upper = true
-		case c == '_' || c == ' ':
-		default:
-			special = true
-		}
-	}
-	if !digit || !lower || !upper || !special {
-		return fmt.Errorf("password needs a digit, a lower-case and an upper-case letter, and a symbol other than _ and space")
-	}
-	return nil
-}
+// §11), as firmware does.
+func CheckPassword(p string) error { return password.Check(p) }
 
 // checkUsername applies the username rule of spec/activation.md §11.
 func checkUsername(u string) error {
