@@ -1,0 +1,405 @@
+// Package provision activates AMT devices and keeps their passwords safe.
+//
+// The bare-metal path (spec/activation.md §3): a device in Setup Mode sends a
+// hello; amtd connects back to its 16993 with mutual TLS, presenting the
+// domain's provisioning chain, and runs the setup sequence over WS-Man. The
+// device ends in Admin Control Mode with an admin and a MEBx password that
+// only the store knows.
+//
+// Every password is sealed and fsynced as pending before the device is asked
+// to take it, and becomes current only after a login with it succeeds
+// (store.Secrets). Each step is recorded in the device's history before it
+// runs, so a restarted amtd knows where a device was and resumes: a device
+// still in Setup Mode is taken through the sequence again with the same
+// pending passwords; a device that already committed is found by trying the
+// stored candidates.
+package provision
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"amtd/amt/digest"
+	"amtd/amt/password"
+	"amtd/amt/wsman"
+	"amtd/metrics"
+	"amtd/secret"
+	"amtd/store"
+)
+
+// Provisioning states a device passes through (devices.provisioning_state).
+const (
+	StateActivating = "activating"
+	StateActivated  = "activated"
+	StateFailed     = "failed"
+)
+
+// Steps of the bare-metal sequence, recorded in the device history before
+// each runs (spec/activation.md §3 step 4).
+const (
+	StepConnect   = "connect"
+	StepPasswords = "passwords-sealed"
+	StepMEBx      = "set-mebx-password"
+	StepAdmin     = "set-admin-acl"
+	StepClock     = "clock"
+	StepCommit    = "commit"
+	StepVerify    = "verify"
+	StepResume    = "resume"
+)
+
+// Control modes (IPS_HostBasedSetupService.CurrentControlMode).
+const (
+	ModePreProvisioning = 0
+	ModeCCM             = 1
+	ModeACM             = 2
+)
+
+// adminUser is the AMT admin account name (spec/wsman.md §2).
+const adminUser = "admin"
+
+// passwordLen is the length of generated admin and MEBx passwords.
+const passwordLen = 16
+
+// clockSkew is how far AMT's clock may be off before amtd sets it
+// (spec/activation.md §3 step 4.6).
+const clockSkew = 10 * time.Second
+
+// Target is one device to activate.
+type Target struct {
+	UUID string
+	// Addr is host:port of the device's TLS listener (16993).
+	Addr string
+}
+
+// host is the Host header RPS and MPS send: "<uuid>:16993".
+func (t Target) host() string { return t.UUID + ":16993" }
+
+// Engine runs activations. Its zero value is not usable: set Store.
+type Engine struct {
+	Store *store.Store
+	Log   *slog.Logger
+	// Metrics, when set, counts activations by result.
+	Metrics *metrics.Registry
+	// Dial opens the TCP connection to the device; nil uses net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// CallTimeout bounds each WS-Man call (default 30 s: firmware is slow).
+	CallTimeout time.Duration
+	// Now is the clock the device's time is set from (default time.Now).
+	Now func() time.Time
+}
+
+func (e *Engine) log() *slog.Logger {
+	if e.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return e.Log
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now == nil {
+		return time.Now()
+	}
+	return e.Now()
+}
+
+func (e *Engine) count(result string) {
+	if e.Metrics != nil {
+		e.Metrics.CounterVec("amtd_activations_total", "Bare-metal activations by result.", "result").With(result).Inc()
+	}
+}
+
+// dialer makes a WS-Man dialer to t; chain, when set, is presented as the
+// client certificate (the setup session). AMT's own certificate is
+// self-signed until provisioning installs one, so it is not verified here
+// (spec/activation.md §3 step 2, as MeshCentral does).
+func (e *Engine) dialer(t Target, chain *tls.Certificate) wsman.Dialer {
+	return func(ctx context.Context) (net.Conn, error) {
+		cfg := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12} //nolint:gosec // AMT's self-signed certificate, see above
+		if chain != nil {
+			cfg.Certificates = []tls.Certificate{*chain}
+		}
+		dial := e.Dial
+		if dial == nil {
+			var d net.Dialer
+			dial = d.DialContext
+		}
+		raw, err := dial(ctx, "tcp", t.Addr)
+		if err != nil {
+			return nil, err
+		}
+		c := tls.Client(raw, cfg)
+		if err := c.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		return c, nil
+	}
+}
+
+// call runs f under the per-call timeout.
+func (e *Engine) call(ctx context.Context, f func(ctx context.Context) error) error {
+	d := e.CallTimeout
+	if d <= 0 {
+		d = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return f(ctx)
+}
+
+// Result says how an activation ended.
+type Result struct {
+	// Resumed is true when the device had already committed and amtd only
+	// confirmed which stored password it took.
+	Resumed bool
+	Realm   string
+}
+
+// ActivateACM takes a device in Setup Mode to Admin Control Mode over the
+// mutual-TLS setup session, presenting chain (leaf first, root last, with
+// the leaf's key). It is safe to call again after any failure or crash:
+// see the package comment.
+func (e *Engine) ActivateACM(ctx context.Context, t Target, chain tls.Certificate) (res Result, err error) {
+	uuid, err := store.NormalizeUUID(t.UUID)
+	if err != nil {
+		return res, err
+	}
+	t.UUID = uuid
+	devs, secrets := e.Store.Devices(), e.Store.Secrets()
+	if _, err := devs.Get(ctx, uuid); errors.Is(err, store.ErrNotFound) {
+		if err := devs.Put(ctx, store.Device{UUID: uuid}); err != nil {
+			return res, err
+		}
+	} else if err != nil {
+		return res, err
+	}
+	log := e.log().With("dev", uuid)
+	defer func() {
+		if err != nil {
+			e.count("failed")
+			log.Warn("activation failed", "err", err)
+			// The history keeps the step; last_error says it in plain words.
+			_ = devs.SetState(context.WithoutCancel(ctx), uuid, StateFailed, "error", err.Error(), true)
+		}
+	}()
+	if err := devs.SetState(ctx, uuid, StateActivating, StepConnect, t.Addr, false); err != nil {
+		return res, err
+	}
+
+	setup := wsman.NewClient(e.dialer(t, &chain), wsman.Credentials{Host: t.host(), Username: adminUser})
+	var gs wsman.AMTGeneralSettings
+	err = e.call(ctx, func(ctx context.Context) error { return setup.Get(ctx, "AMT_GeneralSettings", &gs) })
+	if err != nil {
+		// No setup session: the device may have committed before amtd
+		// recorded it. The stored passwords tell.
+		if r, rerr := e.resume(ctx, t, log); rerr == nil {
+			return r, nil
+		} else {
+			log.Info("setup session refused and no stored password opens the device", "setup", err, "resume", rerr)
+		}
+		return res, fmt.Errorf("the device refused the setup session (%w); is it in Setup Mode, and does it trust the domain's root?", err)
+	}
+	res.Realm = gs.DigestRealm
+	if res.Realm == "" {
+		return res, errors.New("the device reported no digest realm (AMT_GeneralSettings.DigestRealm)")
+	}
+	var sw []wsman.Instance
+	if err := e.call(ctx, func(ctx context.Context) (err error) { sw, err = setup.Enumerate(ctx, "CIM_SoftwareIdentity"); return }); err != nil {
+		return res, fmt.Errorf("read the AMT version: %w", err)
+	}
+	version := ""
+	for i := range sw {
+		if sw[i].Value("InstanceID") == "AMT" {
+			version = sw[i].Value("VersionString")
+		}
+	}
+	if version == "" {
+		return res, errors.New("the device reported no AMT version (CIM_SoftwareIdentity InstanceID=AMT)")
+	}
+	if d, err := devs.Get(ctx, uuid); err == nil && d.AMTVersion != version {
+		d.AMTVersion = version
+		if err := devs.Put(ctx, d); err != nil {
+			return res, err
+		}
+	}
+
+	// Passwords: sealed and on disk before the device hears of them. A
+	// pending one left by an earlier try is reused: the device may hold it.
+	admin, err := pendingOrNew(ctx, secrets, uuid, store.AMTAdmin)
+	if err != nil {
+		return res, err
+	}
+	defer admin.Wipe()
+	mebx, err := pendingOrNew(ctx, secrets, uuid, store.MEBx)
+	if err != nil {
+		return res, err
+	}
+	defer mebx.Wipe()
+	if err := devs.SetState(ctx, uuid, StateActivating, StepPasswords, "AMT "+version, false); err != nil {
+		return res, err
+	}
+
+	steps := []struct {
+		step string
+		run  func(ctx context.Context) error
+	}{
+		// The MEBx password must be set before CommitChanges (IRG, spec/activation.md §3 step 4.4).
+		{StepMEBx, func(ctx context.Context) error {
+			return setup.Invoke(ctx, "AMT_SetupAndConfigurationService", "SetMEBxPassword", wsman.SetMEBxPasswordInput{Password: mebx}.Params(), nil)
+		}},
+		{StepAdmin, func(ctx context.Context) error {
+			in := wsman.SetAdminAclEntryExInput{Username: adminUser, DigestPassword: digest.HA1Base64(adminUser, res.Realm, admin)}
+			return setup.Invoke(ctx, "AMT_AuthorizationService", "SetAdminAclEntryEx", in.Params(), nil)
+		}},
+		{StepClock, func(ctx context.Context) error { return e.syncClock(ctx, setup) }},
+		{StepCommit, func(ctx context.Context) error {
+			return setup.Invoke(ctx, "AMT_SetupAndConfigurationService", "CommitChanges", nil, nil)
+		}},
+	}
+	for _, s := range steps {
+		if err := devs.SetState(ctx, uuid, StateActivating, s.step, "", false); err != nil {
+			return res, err
+		}
+		if err := e.call(ctx, s.run); err != nil {
+			return res, fmt.Errorf("%s: %w", s.step, err)
+		}
+	}
+	if err := devs.SetState(ctx, uuid, StateActivating, StepVerify, "", false); err != nil {
+		return res, err
+	}
+	if err := e.verify(ctx, t, admin); err != nil {
+		return res, fmt.Errorf("verify: %w", err)
+	}
+	if err := e.promote(ctx, uuid); err != nil {
+		return res, err
+	}
+	e.count("activated")
+	log.Info("activated in admin control mode", "version", version)
+	return res, nil
+}
+
+// pendingOrNew returns the device's pending password of kind, or seals a
+// new one as pending and returns it.
+func pendingOrNew(ctx context.Context, s *store.Secrets, uuid string, kind store.SecretKind) (secret.Value, error) {
+	cs, err := s.Candidates(ctx, uuid, kind)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return secret.Value{}, err
+	}
+	var pending secret.Value
+	for _, c := range cs {
+		if c.State == store.StatePending && pending.IsZero() {
+			pending = c.Value
+		} else {
+			c.Value.Wipe()
+		}
+	}
+	if !pending.IsZero() {
+		return pending, nil
+	}
+	v, err := password.Generate(passwordLen)
+	if err != nil {
+		return secret.Value{}, err
+	}
+	if err := s.SetPending(ctx, uuid, kind, v, "bare-metal activation"); err != nil {
+		v.Wipe()
+		return secret.Value{}, err
+	}
+	return v, nil
+}
+
+// syncClock sets AMT's clock when it is more than clockSkew off
+// (spec/activation.md §3 step 4.6).
+func (e *Engine) syncClock(ctx context.Context, c *wsman.Client) error {
+	var low wsman.GetLowAccuracyTimeSynchOutput
+	if err := c.Invoke(ctx, "AMT_TimeSynchronizationService", "GetLowAccuracyTimeSynch", nil, &low); err != nil {
+		return err
+	}
+	now := e.now()
+	if d := now.Sub(time.Unix(low.Ta0, 0)); d < clockSkew && d > -clockSkew {
+		return nil
+	}
+	in := wsman.SetHighAccuracyTimeSynchInput{Ta0: low.Ta0, Tm1: now.Unix(), Tm2: e.now().Unix()}
+	return c.Invoke(ctx, "AMT_TimeSynchronizationService", "SetHighAccuracyTimeSynch", in.Params(), nil)
+}
+
+// verify logs in with the new admin password over an ordinary session and
+// checks the device is in admin control mode.
+func (e *Engine) verify(ctx context.Context, t Target, admin secret.Value) error {
+	c := wsman.NewClient(e.dialer(t, nil), wsman.Credentials{Host: t.host(), Username: adminUser, Password: admin})
+	var hb wsman.IPSHostBasedSetupService
+	if err := e.call(ctx, func(ctx context.Context) error { return c.Get(ctx, "IPS_HostBasedSetupService", &hb) }); err != nil {
+		return err
+	}
+	if hb.CurrentControlMode != ModeACM {
+		return fmt.Errorf("the device is in control mode %d after CommitChanges, not admin control mode (2)", hb.CurrentControlMode)
+	}
+	return nil
+}
+
+// promote records that the device took its pending passwords. The admin
+// and MEBx passwords were committed together, so both are promoted.
+func (e *Engine) promote(ctx context.Context, uuid string) error {
+	secrets, devs := e.Store.Secrets(), e.Store.Devices()
+	for _, kind := range []store.SecretKind{store.AMTAdmin, store.MEBx} {
+		if err := secrets.Promote(ctx, uuid, kind); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	d, err := devs.Get(ctx, uuid)
+	if err != nil {
+		return err
+	}
+	d.ControlMode, d.LastError, d.NextAction = ModeACM, "", ""
+	if err := devs.Put(ctx, d); err != nil {
+		return err
+	}
+	return devs.SetState(ctx, uuid, StateActivated, StepVerify, "admin control mode", false)
+}
+
+// resume finds which stored admin password a device that refuses the setup
+// session accepts. If it is the pending one, the device committed before
+// amtd recorded it: the passwords are promoted now.
+func (e *Engine) resume(ctx context.Context, t Target, log *slog.Logger) (Result, error) {
+	secrets := e.Store.Secrets()
+	cs, err := secrets.Candidates(ctx, t.UUID, store.AMTAdmin)
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() {
+		for _, c := range cs {
+			c.Value.Wipe()
+		}
+	}()
+	var errs []error
+	for _, c := range cs {
+		err := e.verify(ctx, t, c.Value)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s password: %w", c.State, err))
+			continue
+		}
+		if err := e.Store.Devices().SetState(ctx, t.UUID, StateActivating, StepResume, "device accepts the "+c.State+" admin password", false); err != nil {
+			return Result{}, err
+		}
+		switch c.State {
+		case store.StatePending:
+			if err := e.promote(ctx, t.UUID); err != nil {
+				return Result{}, err
+			}
+		case store.StatePrevious:
+			return Result{}, errors.New("the device accepts only the previous admin password: it lost a change; change it again before use")
+		default:
+			if err := e.promote(ctx, t.UUID); err != nil {
+				return Result{}, err
+			}
+		}
+		e.count("resumed")
+		log.Info("activation resumed: the device had committed", "password", c.State)
+		return Result{Resumed: true}, nil
+	}
+	return Result{}, errors.Join(errs...)
+}
