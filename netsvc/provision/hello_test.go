@@ -84,7 +84,7 @@ func (r *helloRig) device(ip string, port int, root amtsim.RootHash) *amtsim.Dev
 	r.t.Cleanup(func() { l.Close() })
 	raw, _ := hex.DecodeString(root.Hex)
 	vs, err := setupbin.Settings{CurrentMEBxPassword: "admin", NewMEBxPassword: "Usb!Mebx-pass1", PKIDNSSuffix: "corp.example.com",
-		RootHash: &setupbin.RootHash{Algorithm: 2, Hash: raw, Name: "site root"},
+		RootHash:   &setupbin.RootHash{Algorithm: 2, Hash: raw, Name: "site root"},
 		ServerAddr: r.addr.Addr(), ServerPort: r.addr.Port(), Start: true}.Vars()
 	if err != nil {
 		r.t.Fatal(err)
