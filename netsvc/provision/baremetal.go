@@ -272,7 +272,7 @@ func (e *Engine) ActivateACM(ctx context.Context, t Target, chain tls.Certificat
 	if err := devs.SetState(ctx, uuid, StateActivating, StepVerify, "", false); err != nil {
 		return res, err
 	}
-	if err := e.verify(ctx, t, admin); err != nil {
+	if err := e.Verify(ctx, t, admin); err != nil {
 		return res, fmt.Errorf("verify: %w", err)
 	}
 	if err := e.promote(ctx, uuid); err != nil {
@@ -327,9 +327,9 @@ func (e *Engine) syncClock(ctx context.Context, c *wsman.Client) error {
 	return c.Invoke(ctx, "AMT_TimeSynchronizationService", "SetHighAccuracyTimeSynch", in.Params(), nil)
 }
 
-// verify logs in with the new admin password over an ordinary session and
+// Verify logs in with the admin password over an ordinary session and
 // checks the device is in admin control mode.
-func (e *Engine) verify(ctx context.Context, t Target, admin secret.Value) error {
+func (e *Engine) Verify(ctx context.Context, t Target, admin secret.Value) error {
 	c := wsman.NewClient(e.dialer(t, nil), wsman.Credentials{Host: t.host(), Username: adminUser, Password: admin})
 	var hb wsman.IPSHostBasedSetupService
 	if err := e.call(ctx, func(ctx context.Context) error { return c.Get(ctx, "IPS_HostBasedSetupService", &hb) }); err != nil {
@@ -377,7 +377,7 @@ func (e *Engine) resume(ctx context.Context, t Target, log *slog.Logger) (Result
 	}()
 	var errs []error
 	for _, c := range cs {
-		err := e.verify(ctx, t, c.Value)
+		err := e.Verify(ctx, t, c.Value)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s password: %w", c.State, err))
 			continue

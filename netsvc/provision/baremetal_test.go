@@ -136,7 +136,7 @@ func (r *rig) current(kind store.SecretKind) secret.Value {
 
 // login checks the device accepts admin with pw on an ordinary session.
 func (r *rig) login(ctx context.Context, pw secret.Value) error {
-	return r.engine.verify(ctx, r.target, pw)
+	return r.engine.Verify(ctx, r.target, pw)
 }
 
 func states(t *testing.T, s *store.Store, uuid string) []string {

@@ -137,7 +137,7 @@ func TestHelloActivatesDevices(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec, _ := r.store.Devices().Get(context.Background(), uuid)
-		if err := r.hl.Engine.verify(context.Background(), Target{UUID: uuid, Addr: addrs[i]}, admin); err != nil {
+		if err := r.hl.Engine.Verify(context.Background(), Target{UUID: uuid, Addr: addrs[i]}, admin); err != nil {
 			t.Fatalf("stored password does not open %s: %v (record %+v)", uuid, err, rec)
 		}
 	}
