@@ -259,6 +259,16 @@ func (c *Client) Put(ctx context.Context, class string, body Instance, sel ...Se
 	return c.Do(ctx, req)
 }
 
+// Delete removes the instance the key selectors name (WS-Transfer Delete).
+func (c *Client) Delete(ctx context.Context, class string, sel ...Selector) error {
+	req, err := c.B.Delete(class, sel...)
+	if err != nil {
+		return err
+	}
+	_, err = c.Do(ctx, req)
+	return err
+}
+
 // Invoke calls a method and decodes its _OUTPUT into out (a typed output
 // struct, *Instance, or nil). A non-zero ReturnValue is a *ReturnError
 // (out is still filled, so callers can read other outputs).

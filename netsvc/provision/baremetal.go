@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"amtd/amt/digest"
-	"amtd/amt/password"
 	"amtd/amt/wsman"
 	"amtd/metrics"
 	"amtd/secret"
@@ -286,30 +285,7 @@ func (e *Engine) ActivateACM(ctx context.Context, t Target, chain tls.Certificat
 // pendingOrNew returns the device's pending password of kind, or seals a
 // new one as pending and returns it.
 func pendingOrNew(ctx context.Context, s *store.Secrets, uuid string, kind store.SecretKind) (secret.Value, error) {
-	cs, err := s.Candidates(ctx, uuid, kind)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return secret.Value{}, err
-	}
-	var pending secret.Value
-	for _, c := range cs {
-		if c.State == store.StatePending && pending.IsZero() {
-			pending = c.Value
-		} else {
-			c.Value.Wipe()
-		}
-	}
-	if !pending.IsZero() {
-		return pending, nil
-	}
-	v, err := password.Generate(passwordLen)
-	if err != nil {
-		return secret.Value{}, err
-	}
-	if err := s.SetPending(ctx, uuid, kind, v, "bare-metal activation"); err != nil {
-		v.Wipe()
-		return secret.Value{}, err
-	}
-	return v, nil
+	return pendingOrNewLen(ctx, s, uuid, kind, passwordLen, "bare-metal activation")
 }
 
 // syncClock sets AMT's clock when it is more than clockSkew off
