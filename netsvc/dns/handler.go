@@ -15,8 +15,15 @@ import (
 // forwardTimeout bounds one forwarded question across all upstreams.
 const forwardTimeout = 5 * time.Second
 
-// ServeDNS implements dns.Handler: every message comes here, from UDP and TCP.
+// ServeDNS implements dns.Handler: every message over TCP comes here, and
+// over UDP those the read loop (udp.go) hands to its slow path: forwarded
+// questions and updates.
 func (s *Service) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	s.serveMsg(context.Background(), w, r)
+}
+
+// serveMsg answers r on w; ctx bounds the wait on upstreams.
+func (s *Service) serveMsg(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) {
 	st := s.state.Load()
 	src := addrOf(w.RemoteAddr())
 	udp := w.RemoteAddr().Network() == "udp"
@@ -25,7 +32,7 @@ func (s *Service) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	case dns.OpcodeUpdate:
 		m = s.update(st, w, r, src)
 	case dns.OpcodeQuery:
-		m = s.query(st, r, src, udp)
+		m = s.query(ctx, st, r, src, udp)
 	default:
 		m = new(dns.Msg).SetRcode(r, dns.RcodeNotImplemented)
 	}
@@ -39,7 +46,7 @@ func (s *Service) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 
 // query answers one question: ours from the zone data, others through the
 // forwarder, sized to what the client can take.
-func (s *Service) query(st *state, r *dns.Msg, src netip.Addr, udp bool) *dns.Msg {
+func (s *Service) query(ctx context.Context, st *state, r *dns.Msg, src netip.Addr, udp bool) *dns.Msg {
 	if len(r.Question) != 1 {
 		return new(dns.Msg).SetRcode(r, dns.RcodeFormatError)
 	}
@@ -65,29 +72,45 @@ func (s *Service) query(st *state, r *dns.Msg, src netip.Addr, udp bool) *dns.Ms
 		if udp {
 			switch st.rrl.check(src) {
 			case drop:
-				s.limited.With("drop").Inc()
+				s.limDrop.Inc()
 				return nil
 			case slip:
-				s.limited.With("slip").Inc()
+				s.limSlip.Inc()
 				m = new(dns.Msg).SetReply(r)
 				m.Truncated = true
 			}
 		}
-		s.queries.With("auth").Inc()
+		s.qAuth.Inc()
 	} else {
-		m = s.forward(st, r)
+		m = s.forward(ctx, st, r)
 	}
 	sizeReply(m, opt, udp)
 	return m
 }
 
+// immediate reports whether the query r is answered without waiting on
+// anyone: malformed, a bad EDNS version, a name of ours, or a name that is
+// not ours when there is no upstream. The UDP read loop answers those
+// itself and hands the rest (the forwarded ones) to its slow path.
+func (s *Service) immediate(st *state, r *dns.Msg) bool {
+	if len(r.Question) != 1 || st.fwd == nil {
+		return true
+	}
+	if opt := r.IsEdns0(); opt != nil && opt.Version() != 0 {
+		return true
+	}
+	q := r.Question[0]
+	v := view{z: st.zone, hosts: s.hosts, dyn: s.dyn}
+	return q.Qclass == dns.ClassINET && v.authoritative(strings.ToLower(q.Name))
+}
+
 // forward answers a question that is not ours.
-func (s *Service) forward(st *state, r *dns.Msg) *dns.Msg {
+func (s *Service) forward(ctx context.Context, st *state, r *dns.Msg) *dns.Msg {
 	if st.fwd == nil {
 		s.queries.With("refused").Inc()
 		return new(dns.Msg).SetRcode(r, dns.RcodeRefused)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
+	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
 	defer cancel()
 	m, cached, err := st.fwd.resolve(ctx, r)
 	if err != nil {

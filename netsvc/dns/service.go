@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -58,9 +57,8 @@ type Service struct {
 
 	mu       sync.Mutex // guards the lifecycle fields below
 	running  bool
-	servers  []*dns.Server // UDP readers, then TCP
-	done     chan struct{} // closed when every server has returned
-	serveErr atomic.Value  // error that stopped a server early
+	servers  *listening
+	serveErr atomic.Value // error that stopped a server early
 
 	updMu sync.Mutex // serialises RFC 2136 updates: read-modify-write of a name
 
@@ -68,6 +66,10 @@ type Service struct {
 	limited  *metrics.CounterVec
 	updates  *metrics.CounterVec
 	cacheHit *metrics.Counter
+	dropped  *metrics.CounterVec
+	// Counters of the hot path, looked up once.
+	qAuth, limDrop, limSlip           *metrics.Counter
+	dropMalformed, dropResp, dropBusy *metrics.Counter
 }
 
 // state is one configuration's worth of everything the handler reads.
@@ -114,7 +116,11 @@ func New(cfg *config.Config, deps netsvc.Deps) (*Service, error) {
 		limited:  reg.CounterVec("amtd_dns_rate_limited_total", "Authoritative UDP responses withheld by response rate limiting, by action: drop, slip.", "action"),
 		updates:  reg.CounterVec("amtd_dns_updates_total", "RFC 2136 updates, by result: accepted, refused.", "result"),
 		cacheHit: reg.Counter("amtd_dns_cache_hits_total", "Forwarded questions answered from the cache."),
+		dropped: reg.CounterVec("amtd_dns_udp_dropped_total", "UDP datagrams dropped unanswered, by reason: malformed, "+
+			"response (a DNS response sent to the server), busy (forwarded query or update with the slow path full).", "reason"),
 	}
+	s.qAuth, s.limDrop, s.limSlip = s.queries.With("auth"), s.limited.With("drop"), s.limited.With("slip")
+	s.dropMalformed, s.dropResp, s.dropBusy = s.dropped.With("malformed"), s.dropped.With("response"), s.dropped.With("busy")
 	s.prov = newProvisionLog(s.log, now)
 	st, err := s.buildState(cfg, nil)
 	if err != nil {
@@ -199,9 +205,11 @@ func (s *Service) Start(ctx context.Context) error {
 		return err
 	}
 	s.tsig.replace(keys)
-	if err := s.serve(st.listen); err != nil {
+	l, err := s.serve(st.listen)
+	if err != nil {
 		return err
 	}
+	s.servers = l
 	s.running = true
 	s.log.Info("dns: serving", "listen", st.listen, "zones", append(slices.Clone(st.zone.forward), st.zone.reverse...),
 		"upstreams", st.upstreams, "rate_limit", st.rate)
@@ -210,81 +218,75 @@ func (s *Service) Start(ctx context.Context) error {
 
 // serve starts the UDP and TCP servers on listen. Called with s.mu held.
 //
-// UDP is read by one server per CPU, each on its own dup of the socket: a
-// single read loop is the bottleneck of miekg/dns under load (one
-// recvmsg at a time), and the kernel spreads datagrams over concurrent
-// readers of one socket.
-func (s *Service) serve(listen string) error {
-	var servers []*dns.Server
-	var closers []io.Closer
-	fail := func(err error) error {
-		for _, c := range closers {
-			c.Close()
-		}
-		return fmt.Errorf("dns: %w", err)
-	}
-	for range udpReaders() {
-		pc, err := s.deps.Listeners.Packet("dns", listen)
-		if err != nil {
-			return fail(err)
-		}
-		closers = append(closers, pc)
-		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s, UDPSize: udpReadBuffer, TsigProvider: s.tsig, MsgAcceptFunc: acceptMsg})
+// UDP has amtd's own read loop (udp.go): batched reads and writes, answers
+// of ours built in the loop. TCP is miekg/dns's server: few clients use it
+// (truncated answers, zone-sized replies, TSIG-signed updates from tools).
+func (s *Service) serve(listen string) (*listening, error) {
+	udp, err := newUDPServer(s, listen, udpReaders())
+	if err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
 	}
 	ln, err := s.deps.Listeners.Stream("dns-tcp", listen)
 	if err != nil {
-		return fail(err)
+		udp.close()
+		return nil, fmt.Errorf("dns: %w", err)
 	}
-	closers = append(closers, ln)
-	servers = append(servers, &dns.Server{Listener: newLimitListener(ln, maxTCPConns), Handler: s, TsigProvider: s.tsig,
-		MsgAcceptFunc: acceptMsg, MaxTCPQueries: 128})
+	tcp := &dns.Server{Listener: newLimitListener(ln, maxTCPConns), Handler: s, TsigProvider: s.tsig,
+		MsgAcceptFunc: acceptMsg, MaxTCPQueries: 128}
+	started := make(chan struct{})
+	tcp.NotifyStartedFunc = func() { close(started) }
+	failed := make(chan error, 1)
 	done := make(chan struct{})
-	var wg sync.WaitGroup
-	for i, srv := range servers {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		failed := make(chan error, 1)
-		wg.Go(func() {
-			if err := srv.ActivateAndServe(); err != nil {
-				s.serveErr.Store(err)
-				s.log.Error("dns: server stopped", "err", err)
-				failed <- err
-			}
-		})
-		select {
-		case <-started:
-		case err := <-failed:
-			for _, up := range servers[:i] {
-				up.Shutdown()
-			}
-			wg.Wait()
-			return fail(fmt.Errorf("serving %s: %w", listen, err))
+	go func() {
+		defer close(done)
+		if err := tcp.ActivateAndServe(); err != nil {
+			s.serveErr.Store(err)
+			s.log.Error("dns: TCP server stopped", "err", err)
+			failed <- err
 		}
+	}()
+	select {
+	case <-started:
+	case err := <-failed:
+		<-done
+		ln.Close()
+		udp.close()
+		return nil, fmt.Errorf("dns: serving %s over TCP: %w", listen, err)
 	}
-	go func() { wg.Wait(); close(done) }()
-	s.servers, s.done = servers, done
-	return nil
+	udp.start()
+	return &listening{udp: udp, tcp: tcp, tcpDone: done}, nil
 }
 
+// listening is what serve started: the UDP read loop and the TCP server.
+type listening struct {
+	udp     *udpServer
+	tcp     *dns.Server
+	tcpDone chan struct{} // closed when the TCP server has returned
+}
+
+// udpReaders is the number of read loops on the UDP socket, each on its
+// own dup of it: the kernel hands datagrams to whichever reader is waiting.
 func udpReaders() int { return min(4, max(2, runtime.GOMAXPROCS(0))) }
 
-// stopServers shuts the servers down (their copies of the sockets close;
-// the registry keeps the bound sockets for a successor). Called with s.mu held.
-func (s *Service) stopServers(ctx context.Context) error {
+// stop shuts both servers down (their copies of the sockets close; the
+// registry keeps the bound sockets for a successor) and waits for them.
+func (l *listening) stop(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
 	var errs []error
-	for _, srv := range s.servers {
-		if err := srv.ShutdownContext(ctx); err != nil {
-			errs = append(errs, err)
-		}
+	if err := l.tcp.ShutdownContext(ctx); err != nil {
+		errs = append(errs, err)
 	}
-	if s.done != nil {
+	udpDone := make(chan struct{})
+	go func() { l.udp.close(); close(udpDone) }()
+	for _, done := range []chan struct{}{l.tcpDone, udpDone} {
 		select {
-		case <-s.done:
+		case <-done:
 		case <-ctx.Done():
-			errs = append(errs, ctx.Err())
+			return errors.Join(append(errs, ctx.Err())...)
 		}
 	}
-	s.servers, s.done = nil, nil
 	return errors.Join(errs...)
 }
 
@@ -296,7 +298,9 @@ func (s *Service) Close(ctx context.Context) error {
 		return nil
 	}
 	s.running = false
-	if err := s.stopServers(ctx); err != nil {
+	l := s.servers
+	s.servers = nil
+	if err := l.stop(ctx); err != nil {
 		return fmt.Errorf("dns: close: %w", err)
 	}
 	return nil
@@ -317,17 +321,14 @@ func (s *Service) Reload(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	if s.running && st.listen != old.listen {
-		oldServers, oldDone := s.servers, s.done
-		if err := s.serve(st.listen); err != nil {
-			s.servers, s.done = oldServers, oldDone
+		l, err := s.serve(st.listen)
+		if err != nil {
 			return err
 		}
-		newServers, newDone := s.servers, s.done
-		s.servers, s.done = oldServers, oldDone
-		if err := s.stopServers(ctx); err != nil {
+		if err := s.servers.stop(ctx); err != nil {
 			s.log.Warn("dns: closing the old listeners", "err", err)
 		}
-		s.servers, s.done = newServers, newDone
+		s.servers = l
 	}
 	s.tsig.replace(keys)
 	s.state.Store(st)
