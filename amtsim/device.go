@@ -156,6 +156,7 @@ func factorySettings(u guid.UUID, v Version, realm string) *Settings {
 	return &Settings{
 		UUID: u.String(), Version: v.String(), Realm: realm,
 		ConfigurationNonce: newNonce(),
+		LSAPassword:        hex.EncodeToString(newNonce()[:12]),
 		HostName:           "amtsim-" + u.String()[:8],
 		TLSRemote:          TLSSetting{},
 		TLSLocal:           TLSSetting{AcceptNonSecure: true},

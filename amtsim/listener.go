@@ -8,6 +8,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"amtd/secret"
 )
 
 // Listeners are a device's LAN ports. Each device listens on its own
@@ -167,6 +169,24 @@ func (d *Device) serveTLS(c net.Conn, next func(net.Conn, Session)) {
 	sess := Session{Setup: d.setupOpen() && len(tc.ConnectionState().PeerCertificates) > 0}
 	next(tc, sess)
 }
+
+// LocalSystemUser is the local system account the host side (LMS) uses
+// before activation, with the password HECI hands the OS.
+const LocalSystemUser = "$$OsAdmin"
+
+// LocalSystemAccount is what the host reads over HECI: the local system
+// account and its password (rpc-go sends them in its payload,
+// spec/rpc-protocol.md §5).
+func (d *Device) LocalSystemAccount() (string, secret.Value) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return LocalSystemUser, secret.FromString(d.s.LSAPassword)
+}
+
+// ServeLocal serves one connection from the host side (LMS on
+// 127.0.0.1:16992), where the local system account works: what rpc-go
+// relays to.
+func (d *Device) ServeLocal(c net.Conn) { d.ServeWSMan(c, Session{Local: true}) }
 
 // servePlain serves 16992 while TLS is off or non-TLS connections are still
 // accepted (TLS modes 2 and 4; spec/activation.md §9 step 5).

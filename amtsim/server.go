@@ -115,6 +115,9 @@ func (d *Device) credentials(sess Session) digest.Credentials {
 		if sess.Setup && d.s.ControlMode == ModePreProvisioning && user == "admin" {
 			return digest.HA1Hex("admin", d.s.Realm, secret.Value{}), true
 		}
+		if sess.Local && user == LocalSystemUser && d.s.LSAPassword != "" {
+			return digest.HA1Hex(LocalSystemUser, d.s.Realm, secret.FromString(d.s.LSAPassword)), true
+		}
 		if d.s.ControlMode != ModePreProvisioning && d.s.AdminHA1 != "" && user == d.s.AdminUser {
 			return secret.FromString(d.s.AdminHA1), true
 		}

@@ -41,6 +41,9 @@ type Settings struct {
 	// never known to the firmware (spec/wsman.md §2).
 	AdminUser string `json:"adminUser,omitempty"`
 	AdminHA1  string `json:"adminHA1,omitempty"`
+	// LSAPassword is the local system account's ($$OsAdmin) password, which
+	// the host reads over HECI and uses on LMS (spec/rpc-protocol.md §5).
+	LSAPassword string `json:"lsaPassword,omitempty"`
 	// MEBxPassword is kept as the firmware keeps it: it is only ever
 	// compared, never shown.
 	MEBxPassword string `json:"mebxPassword,omitempty"`
