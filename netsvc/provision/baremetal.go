@@ -306,20 +306,33 @@ func (e *Engine) syncClock(ctx context.Context, c *wsman.Client) error {
 // Verify logs in with the admin password over an ordinary session and
 // checks the device is in admin control mode.
 func (e *Engine) Verify(ctx context.Context, t Target, admin secret.Value) error {
-	c := wsman.NewClient(e.dialer(t, nil), wsman.Credentials{Host: t.host(), Username: adminUser, Password: admin})
+	return e.verifyMode(ctx, e.dialer(t, nil), t.host(), admin, ModeACM)
+}
+
+// verifyMode logs in as admin with pw through dial and checks the control
+// mode.
+func (e *Engine) verifyMode(ctx context.Context, dial wsman.Dialer, host string, pw secret.Value, want int) error {
+	c := wsman.NewClient(dial, wsman.Credentials{Host: host, Username: adminUser, Password: pw})
 	var hb wsman.IPSHostBasedSetupService
 	if err := e.call(ctx, func(ctx context.Context) error { return c.Get(ctx, "IPS_HostBasedSetupService", &hb) }); err != nil {
 		return err
 	}
-	if hb.CurrentControlMode != ModeACM {
-		return fmt.Errorf("the device is in control mode %d after CommitChanges, not admin control mode (2)", hb.CurrentControlMode)
+	if int(hb.CurrentControlMode) != want {
+		return fmt.Errorf("the device is in control mode %d, not %s (%d)", hb.CurrentControlMode, modeNames[want], want)
 	}
 	return nil
 }
 
+var modeNames = map[int]string{ModePreProvisioning: "pre-provisioning", ModeCCM: "client control mode", ModeACM: "admin control mode"}
+
 // promote records that the device took its pending passwords. The admin
 // and MEBx passwords were committed together, so both are promoted.
 func (e *Engine) promote(ctx context.Context, uuid string) error {
+	return e.promoteMode(ctx, uuid, ModeACM)
+}
+
+// promoteMode is promote for a device that reached mode.
+func (e *Engine) promoteMode(ctx context.Context, uuid string, mode int) error {
 	secrets, devs := e.Store.Secrets(), e.Store.Devices()
 	for _, kind := range []store.SecretKind{store.AMTAdmin, store.MEBx} {
 		if err := secrets.Promote(ctx, uuid, kind); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -330,11 +343,11 @@ func (e *Engine) promote(ctx context.Context, uuid string) error {
 	if err != nil {
 		return err
 	}
-	d.ControlMode, d.LastError, d.NextAction = ModeACM, "", ""
+	d.ControlMode, d.LastError, d.NextAction = mode, "", ""
 	if err := devs.Put(ctx, d); err != nil {
 		return err
 	}
-	return devs.SetState(ctx, uuid, StateActivated, StepVerify, "admin control mode", false)
+	return devs.SetState(ctx, uuid, StateActivated, StepVerify, modeNames[mode], false)
 }
 
 // resume finds which stored admin password a device that refuses the setup

@@ -1,0 +1,323 @@
+package provision
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/websocket"
+
+	"amtd/amt/digest"
+	"amtd/amt/rps"
+	"amtd/amt/wsman"
+	"amtd/metrics"
+	"amtd/secret"
+	"amtd/store"
+)
+
+// ProfileSettings is what amtd keeps in a profile's settings JSON
+// (store.Profile.Settings).
+type ProfileSettings struct {
+	// Mode is "ccm" or "acm".
+	Mode string `json:"mode"`
+}
+
+// AgentServer is the endpoint stock rpc-go agents activate against: the
+// RPS WebSocket protocol v4.0.0 (spec/rpc-protocol.md), served over TLS.
+//
+// The protocol itself authenticates nothing (spec/rpc-protocol.md §10).
+// amtd adds, without changing rpc-go: an enrolment token the agent carries
+// in the tenant field (`rpc activate --tenantid TOKEN`), compared in
+// constant time; an optional list of source subnets; one session per
+// device UUID at a time; and a log line for every command with its UUID,
+// source and outcome.
+type AgentServer struct {
+	Engine *Engine
+	// Token is the site's enrolment token; empty refuses every agent.
+	Token secret.Value
+	// AllowFrom, when not empty, lists the subnets agents may connect from.
+	AllowFrom []netip.Prefix
+	// AppVersion is amtd's version, sent in every message.
+	AppVersion string
+	Log        *slog.Logger
+	Metrics    *metrics.Registry
+
+	mu     sync.Mutex
+	active map[string]bool
+}
+
+func (a *AgentServer) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.Log
+}
+
+func (a *AgentServer) count(cmd, result string) {
+	if a.Metrics != nil {
+		a.Metrics.CounterVec("amtd_agent_sessions_total", "rpc-go agent sessions by command and result.", "command", "result").With(cmd, result).Inc()
+	}
+}
+
+// Handler serves the WebSocket on any path (RPS ignores it; rpc-go is
+// pointed at wss://HOST/activate).
+func (a *AgentServer) Handler() http.Handler {
+	return websocket.Server{
+		// rpc-go sends no Origin; authentication is the token.
+		Handshake: func(*websocket.Config, *http.Request) error { return nil },
+		Handler:   a.serve,
+	}
+}
+
+// agentFirstMessage bounds the wait for the command (rpc-go's handshake
+// timeout is 60 s, spec/rpc-protocol.md §2).
+const agentFirstMessage = 60 * time.Second
+
+func (a *AgentServer) serve(ws *websocket.Conn) {
+	defer ws.Close()
+	ws.MaxPayloadBytes = maxAgentMessage
+	ws.PayloadType = websocket.TextFrame
+	s := &agentSession{ws: ws, srv: rps.Server{AppVersion: a.AppVersion}}
+	src := remoteAddr(ws.Request())
+	log := a.log().With("from", src.String())
+	fail := func(cmd string, text string) {
+		a.count(cmd, "refused")
+		log.Warn("agent refused", "command", cmd, "why", text)
+		_ = s.send(s.srv.Error(text))
+	}
+	if len(a.AllowFrom) > 0 && !slices.ContainsFunc(a.AllowFrom, func(p netip.Prefix) bool { return p.Contains(src) }) {
+		fail("-", "amtd: agents are not accepted from "+src.String()+"; the appliance's [Provisioning] AgentAllowFrom= lists where they may connect from")
+		return
+	}
+	m, err := s.recv(time.Now().Add(agentFirstMessage))
+	if err != nil {
+		log.Info("agent: no command", "err", err)
+		return
+	}
+	if v, err := rps.ParseVersion(m.ProtocolVersion); err != nil || !rps.Compatible(rps.Version{Major: 4}, v) {
+		fail("-", rps.ErrProtocolVersion(m.ProtocolVersion).Error())
+		return
+	}
+	if a.Token.IsZero() || subtle.ConstantTimeCompare([]byte(m.TenantID), a.Token.Reveal()) != 1 {
+		fail("-", "amtd: this agent is not enrolled: run rpc with --tenantid and the site's enrolment token (amtd agent-token)")
+		return
+	}
+	cmd, err := rps.ParseCommand(m.Method)
+	if err != nil {
+		fail("-", err.Error())
+		return
+	}
+	p, err := rps.DecodePayload(m)
+	if err == nil {
+		err = rps.ValidatePayload(p)
+	}
+	if err != nil {
+		fail(cmd.Name, err.Error())
+		return
+	}
+	uuid, err := store.NormalizeUUID(string(p.UUID))
+	if err != nil {
+		fail(cmd.Name, "uuid not valid")
+		return
+	}
+	log = log.With("dev", uuid, "command", cmd.String())
+	if !a.claim(uuid) {
+		fail(cmd.Name, "amtd: another agent session for device "+uuid+" is running")
+		return
+	}
+	defer a.release(uuid)
+	log.Info("agent command", "ver", p.Ver, "mode", p.CurrentMode)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	var res rps.Result
+	switch cmd.Name {
+	case rps.MethodActivate:
+		res, err = a.activate(ctx, s, cmd, p, uuid)
+	default:
+		err = fmt.Errorf("amtd: %s is not offered by this appliance yet; use activate", cmd.Name)
+	}
+	if err != nil {
+		a.count(cmd.Name, "failed")
+		log.Warn("agent command failed", "err", err)
+		if res.Status == "" {
+			_ = s.send(s.srv.Error(err.Error()))
+			return
+		}
+		res.Status += " " + err.Error()
+		if msg, merr := s.srv.FlowError(res); merr == nil {
+			_ = s.send(msg)
+		}
+		return
+	}
+	a.count(cmd.Name, "ok")
+	log.Info("agent command done", "result", resultJSON(res))
+	if msg, err := s.srv.Success(res); err == nil {
+		_ = s.send(msg)
+	}
+}
+
+func (a *AgentServer) claim(uuid string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.active == nil {
+		a.active = map[string]bool{}
+	}
+	if a.active[uuid] {
+		return false
+	}
+	a.active[uuid] = true
+	return true
+}
+
+func (a *AgentServer) release(uuid string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.active, uuid)
+}
+
+func remoteAddr(r *http.Request) netip.Addr {
+	if r == nil {
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		a, _ := netip.ParseAddr(host)
+		return a
+	}
+	return ap.Addr().Unmap()
+}
+
+// activate runs `rpc activate --profile NAME` (spec/activation.md §4, §5).
+func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Command, p *rps.Payload, uuid string) (rps.Result, error) {
+	prof, err := a.Engine.Store.Profiles().Get(ctx, cmd.Profile)
+	if errors.Is(err, store.ErrNotFound) {
+		return rps.Result{}, fmt.Errorf("%s does not match list of available AMT profiles", cmd.Profile)
+	}
+	if err != nil {
+		return rps.Result{}, err
+	}
+	var ps ProfileSettings
+	if err := json.Unmarshal(prof.Settings, &ps); err != nil {
+		return rps.Result{}, fmt.Errorf("profile %s: settings do not decode: %w", cmd.Profile, err)
+	}
+	host := uuid + ":16992"
+	if p.TLSEnforced {
+		return rps.Result{}, errors.New("amtd: this device enforces TLS on its local ports (AMT 19+); the TLS tunnel is not offered by this appliance yet")
+	}
+	switch strings.ToLower(ps.Mode) {
+	case "ccm":
+		res := rps.Result{Status: "Failed to activate in client control mode.", Network: "", CIRAConnection: "", TLSConfiguration: ""}
+		switch p.CurrentMode {
+		case rps.ModeACM:
+			return rps.Result{}, rps.ErrAlreadyACM(string(p.UUID))
+		case rps.ModeCCM:
+			// Already in CCM: the password the agent gives must be the stored one.
+			if err := a.Engine.checkStoredPassword(ctx, uuid, p.Password.Value); err != nil {
+				return rps.Result{}, err
+			}
+			if err := a.Engine.verifyMode(ctx, s.dial, host, p.Password.Value, ModeCCM); err != nil {
+				return res, err
+			}
+			return rps.Result{Status: "Client control mode."}, nil
+		}
+		if err := a.Engine.ActivateCCM(ctx, uuid, host, s.dial, p.Username, p.Password.Value, p.Ver); err != nil {
+			return res, err
+		}
+		return rps.Result{Status: "Client control mode."}, nil
+	default:
+		return rps.Result{}, fmt.Errorf("profile %s: mode %q is not offered to agents by this appliance yet (ccm is)", cmd.Profile, ps.Mode)
+	}
+}
+
+// checkStoredPassword compares the admin password an agent gave for an
+// activated device with the stored current one (spec/activation.md §4 step 4).
+func (e *Engine) checkStoredPassword(ctx context.Context, uuid string, given secret.Value) error {
+	cur, err := e.Store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	if err != nil || !cur.Equal(given) {
+		return rps.ErrPasswordMismatch(uuid)
+	}
+	cur.Wipe()
+	return nil
+}
+
+// ActivateCCM activates a device in client control mode through dial (the
+// agent's relay to LMS), logging in with the local system account
+// (spec/activation.md §5): realm, then Setup with the new admin password,
+// sealed as pending first; then a login as admin before promotion. A Setup
+// whose answer was lost counts as done when the device reports CCM.
+func (e *Engine) ActivateCCM(ctx context.Context, uuid, host string, dial wsman.Dialer, lsaUser string, lsaPass secret.Value, version string) (err error) {
+	devs, secrets := e.Store.Devices(), e.Store.Secrets()
+	if _, err := devs.Get(ctx, uuid); errors.Is(err, store.ErrNotFound) {
+		if err := devs.Put(ctx, store.Device{UUID: uuid, AMTVersion: version}); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			e.count("failed")
+			_ = devs.SetState(context.WithoutCancel(ctx), uuid, StateFailed, "error", err.Error(), true)
+		}
+	}()
+	if err := devs.SetState(ctx, uuid, StateActivating, StepConnect, "agent, client control mode", false); err != nil {
+		return err
+	}
+	local := wsman.NewClient(dial, wsman.Credentials{Host: host, Username: lsaUser, Password: lsaPass})
+	var gs wsman.AMTGeneralSettings
+	if err := e.call(ctx, func(ctx context.Context) error { return local.Get(ctx, "AMT_GeneralSettings", &gs) }); err != nil {
+		return fmt.Errorf("read the realm with the local system account: %w", err)
+	}
+	if err := digest.ValidateRealm(gs.DigestRealm); err != nil {
+		return fmt.Errorf("the device's realm: %w", err)
+	}
+	admin, err := pendingOrNewLen(ctx, secrets, uuid, store.AMTAdmin, passwordLen, "agent activation (CCM)")
+	if err != nil {
+		return err
+	}
+	defer admin.Wipe()
+	if err := devs.SetState(ctx, uuid, StateActivating, StepPasswords, "", false); err != nil {
+		return err
+	}
+	if err := devs.SetState(ctx, uuid, StateActivating, "setup", "", false); err != nil {
+		return err
+	}
+	in := wsman.SetupInput{NetAdminPassEncryptionType: 2, NetworkAdminPassword: digest.HA1Hex(adminUser, gs.DigestRealm, admin)}
+	setupErr := e.call(ctx, func(ctx context.Context) error {
+		return local.Invoke(ctx, "IPS_HostBasedSetupService", "Setup", in.Params(), nil)
+	})
+	var re *wsman.ReturnError
+	if errors.As(setupErr, &re) {
+		return fmt.Errorf("setup: %w", setupErr)
+	}
+	// A lost answer is not a failure if the device reports CCM with the new
+	// password (spec/activation.md §5 step 4); any answer is checked the
+	// same way before the password is promoted.
+	if err := devs.SetState(ctx, uuid, StateActivating, StepVerify, "", false); err != nil {
+		return err
+	}
+	if err := e.verifyMode(ctx, dial, host, admin, ModeCCM); err != nil {
+		if setupErr != nil {
+			return fmt.Errorf("setup: %w (and the device does not report client control mode: %v)", setupErr, err)
+		}
+		return fmt.Errorf("verify: %w", err)
+	}
+	if err := e.promoteMode(ctx, uuid, ModeCCM); err != nil {
+		return err
+	}
+	e.count("activated")
+	e.log().Info("activated in client control mode", "dev", uuid)
+	return nil
+}

@@ -1,0 +1,244 @@
+package provision
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/websocket"
+
+	"amtd/amt/rps"
+	"amtd/amtsim"
+	"amtd/metrics"
+	"amtd/secret"
+	"amtd/store"
+)
+
+const enrolToken = "site-enrolment-token-1234"
+
+// localDial reaches the device's host side (LMS) as rpc-go does.
+func localDial(d *amtsim.Device) func(context.Context) (net.Conn, error) {
+	return func(context.Context) (net.Conn, error) {
+		a, b := net.Pipe()
+		go d.ServeLocal(b)
+		return a, nil
+	}
+}
+
+// fakeRPC is rpc-go's remote mode as spec/rpc-protocol.md §1-§7 describes
+// it: it sends the command and payload, relays every wsman request to the
+// device's LMS side and returns its raw response, and stops at success or
+// error, which it returns.
+func fakeRPC(t *testing.T, url, method, tenant string, d *amtsim.Device, edit func(*rps.Payload)) *rps.Message {
+	t.Helper()
+	cfg, err := websocket.NewConfig(url, "https://localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TlsConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // test server certificate
+	ws, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	user, pass := d.LocalSystemAccount()
+	p := &rps.Payload{Ver: "16.1.25", Build: "3000", SKU: "16392", UUID: rps.UUID(d.UUID.String()), Username: user,
+		Password: rps.Password{Value: pass}, CurrentMode: d.ControlMode(), Client: "RPC", Hostname: "pc42", FQDN: "corp.example.com"}
+	if edit != nil {
+		edit(p)
+	}
+	b64, err := rps.EncodePayload(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := base64.StdEncoding.DecodeString(b64)
+	client := rps.Client{AppVersion: "2.48.0", TenantID: tenant}
+	send := func(m *rps.Message) {
+		b, err := rps.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := websocket.Message.Send(ws, string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := client.Message(method, raw)
+	send(first)
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		var text string
+		if err := websocket.Message.Receive(ws, &text); err != nil {
+			t.Fatalf("fake rpc: %v", err)
+		}
+		m, err := rps.ParseMessage([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m.Method {
+		case rps.MethodWSMan:
+			req, err := m.PayloadBytes()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _ := localDial(d)(context.Background())
+			go func() { _, _ = c.Write(req) }()
+			resp, _ := io.ReadAll(bufio.NewReader(c))
+			c.Close()
+			send(client.Message(rps.MethodResponse, resp))
+		case rps.MethodSuccess, rps.MethodError:
+			return m
+		case rps.MethodHeartbeatRequest:
+			send(client.Message(rps.MethodHeartbeatResponse, nil))
+		default:
+			t.Fatalf("fake rpc: unexpected %q", m.Method)
+		}
+	}
+}
+
+type agentRig struct {
+	store *store.Store
+	srv   *AgentServer
+	url   string
+	reg   *metrics.Registry
+}
+
+func newAgentRig(t *testing.T, allow ...netip.Prefix) *agentRig {
+	t.Helper()
+	st := testStore(t)
+	reg := metrics.NewRegistry()
+	if err := st.Profiles().Put(context.Background(), store.Profile{Name: "site-ccm", Settings: json.RawMessage(`{"mode":"ccm"}`)}, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	a := &AgentServer{Engine: &Engine{Store: st, Metrics: reg, CallTimeout: 20 * time.Second}, Token: secret.FromString(enrolToken),
+		AllowFrom: allow, AppVersion: "test", Metrics: reg}
+	hs := httptest.NewTLSServer(a.Handler())
+	t.Cleanup(hs.Close)
+	return &agentRig{store: st, srv: a, url: "wss" + strings.TrimPrefix(hs.URL, "https") + "/activate", reg: reg}
+}
+
+func newSimDevice(t *testing.T) *amtsim.Device {
+	t.Helper()
+	d, err := amtsim.New(amtsim.Config{Net: amtsim.NetIdentity{Suffix: "corp.example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func status(t *testing.T, m *rps.Message) string {
+	t.Helper()
+	var r rps.Result
+	if err := json.Unmarshal([]byte(m.Message), &r); err != nil {
+		return m.Message // plain text during validation
+	}
+	return r.Status
+}
+
+func TestAgentActivatesCCM(t *testing.T) {
+	r := newAgentRig(t)
+	d := newSimDevice(t)
+	m := fakeRPC(t, r.url, "activate --profile site-ccm", enrolToken, d, nil)
+	if m.Method != rps.MethodSuccess || status(t, m) != "Client control mode." {
+		t.Fatalf("got %s %q", m.Method, m.Message)
+	}
+	if d.ControlMode() != amtsim.ModeCCM {
+		t.Fatalf("device mode %d", d.ControlMode())
+	}
+	ctx := context.Background()
+	uuid := d.UUID.String()
+	admin, err := r.store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.srv.Engine.verifyMode(ctx, localDial(d), uuid+":16992", admin, ModeCCM); err != nil {
+		t.Fatalf("stored password does not open the device: %v", err)
+	}
+	rec, _ := r.store.Devices().Get(ctx, uuid)
+	if rec.ProvisioningState != StateActivated || rec.ControlMode != ModeCCM || rec.AMTVersion != "16.1.25" {
+		t.Fatalf("device record %+v", rec)
+	}
+
+	// Run again on the activated device: the agent must give the stored
+	// password (rpc-go sends it in place of the local account's).
+	m = fakeRPC(t, r.url, "activate --profile site-ccm", enrolToken, d, func(p *rps.Payload) { p.Password = rps.Password{Value: admin} })
+	if m.Method != rps.MethodSuccess || status(t, m) != "Client control mode." {
+		t.Fatalf("again: %s %q", m.Method, m.Message)
+	}
+	m = fakeRPC(t, r.url, "activate --profile site-ccm", enrolToken, d, func(p *rps.Payload) { p.Password = rps.Password{Value: secret.FromString("Wr0ng!pass")} })
+	if m.Method != rps.MethodError || !strings.Contains(m.Message, "AMT password DOES NOT match stored version") {
+		t.Fatalf("wrong password: %s %q", m.Method, m.Message)
+	}
+	if v := r.reg.CounterVec("amtd_agent_sessions_total", "", "command", "result").With("activate", "ok").Value(); v != 2 {
+		t.Fatalf("ok sessions %v", v)
+	}
+}
+
+func TestAgentRefuses(t *testing.T) {
+	for _, c := range []struct {
+		name, method, tenant string
+		edit                 func(*rps.Payload)
+		want                 string
+	}{
+		{"no token", "activate --profile site-ccm", "", nil, "not enrolled"},
+		{"wrong token", "activate --profile site-ccm", "guess", nil, "not enrolled"},
+		{"unknown profile", "activate --profile nope", enrolToken, nil, "nope does not match list of available AMT profiles"},
+		{"bad payload", "activate --profile site-ccm", enrolToken, func(p *rps.Payload) { p.Build = "" }, "Invalid payload from client"},
+		{"deactivate", "deactivate --password Adm1n!pass", enrolToken, nil, "deactivate is not offered"},
+		{"garbage command", "frobnicate", enrolToken, nil, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newAgentRig(t)
+			d := newSimDevice(t)
+			m := fakeRPC(t, r.url, c.method, c.tenant, d, c.edit)
+			if m.Method != rps.MethodError || !strings.Contains(status(t, m), c.want) {
+				t.Fatalf("got %s %q, want error with %q", m.Method, m.Message, c.want)
+			}
+			if d.ControlMode() != amtsim.ModePreProvisioning {
+				t.Fatal("device changed")
+			}
+			if n, _ := r.store.Devices().Count(context.Background()); n != 0 {
+				t.Fatalf("%d devices recorded for a refused agent", n)
+			}
+		})
+	}
+}
+
+func TestAgentSourceSubnet(t *testing.T) {
+	r := newAgentRig(t, netip.MustParsePrefix("192.0.2.0/24"))
+	m := fakeRPC(t, r.url, "activate --profile site-ccm", enrolToken, newSimDevice(t), nil)
+	if m.Method != rps.MethodError || !strings.Contains(m.Message, "not accepted from 127.0.0.1") {
+		t.Fatalf("got %s %q", m.Method, m.Message)
+	}
+}
+
+func TestAgentOldProtocolRefused(t *testing.T) {
+	r := newAgentRig(t)
+	cfg, _ := websocket.NewConfig(r.url, "https://localhost/")
+	cfg.TlsConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // test server certificate
+	ws, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	msg := rps.Client{TenantID: enrolToken}.Message("activate --profile site-ccm", []byte(`{}`))
+	msg.ProtocolVersion = "3.0.0"
+	b, _ := rps.Marshal(msg)
+	_ = websocket.Message.Send(ws, string(b))
+	var text string
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := websocket.Message.Receive(ws, &text); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "protocol version NOT supported: 3.0.0") {
+		t.Fatalf("got %s", text)
+	}
+}
