@@ -43,6 +43,8 @@ type ProfileSettings struct {
 // source and outcome.
 type AgentServer struct {
 	Engine *Engine
+	// Chains gives the domains' provisioning chains for ACM profiles.
+	Chains ChainSource
 	// Token is the site's enrolment token; empty refuses every agent.
 	Token secret.Value
 	// AllowFrom, when not empty, lists the subnets agents may connect from.
@@ -236,8 +238,40 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 			return res, err
 		}
 		return rps.Result{Status: "Client control mode."}, nil
+	case "acm":
+		res := rps.Result{Status: "Failed to activate in admin control mode."}
+		if err := rps.ValidateACM(p); err != nil {
+			return rps.Result{}, err
+		}
+		switch p.CurrentMode {
+		case rps.ModeACM:
+			if err := a.Engine.checkStoredPassword(ctx, uuid, p.Password.Value); err != nil {
+				return rps.Result{}, err
+			}
+			if err := a.Engine.verifyMode(ctx, s.dial, host, p.Password.Value, ModeACM); err != nil {
+				return res, err
+			}
+			return rps.Result{Status: "Admin control mode."}, nil
+		case rps.ModeCCM:
+			return rps.Result{}, errors.New("amtd: the device is in client control mode; the upgrade to admin control mode is not offered by this appliance yet")
+		}
+		if a.Chains == nil {
+			return rps.Result{}, errors.New("amtd: no provisioning certificates are configured for agents")
+		}
+		chains, err := a.Chains.Chains(ctx)
+		if err != nil {
+			return rps.Result{}, err
+		}
+		chain, err := pickChainForAgent(chains, p.FQDN, p.CertHashes)
+		if err != nil {
+			return rps.Result{}, err
+		}
+		if err := a.Engine.ActivateACMAdminSetup(ctx, uuid, host, s.dial, p.Username, p.Password.Value, p.Ver, chain); err != nil {
+			return res, err
+		}
+		return rps.Result{Status: "Activated to admin control mode."}, nil
 	default:
-		return rps.Result{}, fmt.Errorf("profile %s: mode %q is not offered to agents by this appliance yet (ccm is)", cmd.Profile, ps.Mode)
+		return rps.Result{}, fmt.Errorf("profile %s: mode %q: want ccm or acm", cmd.Profile, ps.Mode)
 	}
 }
 

@@ -242,3 +242,77 @@ func TestAgentOldProtocolRefused(t *testing.T) {
 		t.Fatalf("got %s", text)
 	}
 }
+
+func TestAgentActivatesACM(t *testing.T) {
+	r := newAgentRig(t)
+	chain := newChain(t, "corp.example.com")
+	r.srv.Chains = ChainList{{Suffix: "corp.example.com", Cert: chain.cert, Root: chain.root}}
+	if err := r.store.Profiles().Put(context.Background(), store.Profile{Name: "site-acm", Settings: json.RawMessage(`{"mode":"acm"}`)}, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	hashes := []string{strings.Repeat("ab", 32), chain.rootHash().Hex}
+	trusting := func(t *testing.T) *amtsim.Device {
+		d, err := amtsim.New(amtsim.Config{Net: amtsim.NetIdentity{Suffix: "corp.example.com"}, ExtraRootHashes: []amtsim.RootHash{chain.rootHash()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	d := trusting(t)
+	m := fakeRPC(t, r.url, "activate --profile site-acm", enrolToken, d, func(p *rps.Payload) { p.CertHashes = hashes })
+	if m.Method != rps.MethodSuccess || status(t, m) != "Activated to admin control mode." {
+		t.Fatalf("got %s %q", m.Method, m.Message)
+	}
+	if d.ControlMode() != amtsim.ModeACM {
+		t.Fatalf("device mode %d", d.ControlMode())
+	}
+	ctx := context.Background()
+	uuid := d.UUID.String()
+	admin, err := r.store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.srv.Engine.verifyMode(ctx, localDial(d), uuid+":16992", admin, ModeACM); err != nil {
+		t.Fatal(err)
+	}
+	mebx, err := r.store.Secrets().Current(ctx, uuid, store.MEBx)
+	if err != nil || d.Snapshot().MEBxPassword != mebx.RevealString() {
+		t.Fatalf("MEBx password not set to the stored one (%v)", err)
+	}
+
+	for _, c := range []struct {
+		name string
+		edit func(*rps.Payload)
+		want string
+	}{
+		{"root not trusted", func(p *rps.Payload) { p.CertHashes = []string{strings.Repeat("cd", 32)} }, "Invalid domain certificate, hash does not exists"},
+		{"other suffix", func(p *rps.Payload) { p.CertHashes, p.FQDN = hashes, "other.example" }, "does not match list of available AMT domain suffixes"},
+		{"no hashes", func(p *rps.Payload) { p.CertHashes = nil }, "Missing certificate hashes"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := trusting(t)
+			m := fakeRPC(t, r.url, "activate --profile site-acm", enrolToken, d, c.edit)
+			if m.Method != rps.MethodError || !strings.Contains(status(t, m), c.want) {
+				t.Fatalf("got %s %q, want %q", m.Method, m.Message, c.want)
+			}
+			if d.ControlMode() != amtsim.ModePreProvisioning {
+				t.Fatal("device changed")
+			}
+		})
+	}
+
+	// A device that does not trust the chain's root, though the agent says
+	// it does: AdminSetup fails with AuthFailed, nothing is promoted.
+	other, err := amtsim.New(amtsim.Config{Net: amtsim.NetIdentity{Suffix: "corp.example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = fakeRPC(t, r.url, "activate --profile site-acm", enrolToken, other, func(p *rps.Payload) { p.CertHashes = hashes })
+	if m.Method != rps.MethodError || !strings.Contains(status(t, m), "Failed to activate in admin control mode.") {
+		t.Fatalf("lying agent: %s %q", m.Method, m.Message)
+	}
+	if _, err := r.store.Secrets().Current(ctx, other.UUID.String(), store.AMTAdmin); err == nil {
+		t.Fatal("a current admin password was stored for a device that refused AdminSetup")
+	}
+}
