@@ -41,6 +41,7 @@ func commands() []command {
 		{"run", "run the daemon (the default with no subcommand)", cmdRun},
 		{"check-config", "validate amtd.conf and report every problem as FILE:LINE: message", cmdCheckConfig},
 		{"status", "show the running daemon's services, devices and activations", cmdStatus},
+		{"profile", "manage activation profiles: ACM or CCM, CIRA, and which devices each is for (profile add|list|show|remove)", cmdProfile},
 		{"devices", "list devices and show one's provisioning state, history and stored password states (devices list|show|history)", cmdDevices},
 		{"store", "manage the encrypted credential store (init, rotate-key, backup, verify, export-secret)", cmdStore},
 		{"dns", "manage TSIG keys for DNS updates and the registrar (dns tsig add|list)", cmdDNS},

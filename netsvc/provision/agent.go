@@ -3,7 +3,6 @@ package provision
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,13 +23,6 @@ import (
 	"amtd/secret"
 	"amtd/store"
 )
-
-// ProfileSettings is what amtd keeps in a profile's settings JSON
-// (store.Profile.Settings).
-type ProfileSettings struct {
-	// Mode is "ccm" or "acm".
-	Mode string `json:"mode"`
-}
 
 // AgentServer is the endpoint stock rpc-go agents activate against: the
 // RPS WebSocket protocol v4.0.0 (spec/rpc-protocol.md), served over TLS.
@@ -210,9 +202,9 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 	if err != nil {
 		return rps.Result{}, err
 	}
-	var ps ProfileSettings
-	if err := json.Unmarshal(prof.Settings, &ps); err != nil {
-		return rps.Result{}, fmt.Errorf("profile %s: settings do not decode: %w", cmd.Profile, err)
+	ps, _, err := ParseProfile(prof)
+	if err != nil {
+		return rps.Result{}, err
 	}
 	host := uuid + ":16992"
 	if p.TLSEnforced {

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"amtd/netsvc/provision"
+	"amtd/store"
+)
+
+const profileUsage = `Usage: amtd profile add|list|show|remove [NAME] [OPTIONS]
+
+Commands:
+  add NAME      create or replace a profile: --mode acm|ccm, --cira/--no-cira, and which devices
+                it is for without an agent naming it: --uuid U, --suffix S (repeatable), --default
+  list          every profile, one line each
+  show NAME     one profile as JSON
+  remove NAME   delete a profile
+
+A device that sends a hello gets the profile listing its UUID, else the one with the
+longest matching suffix, else the default one, else ACM with CIRA. An rpc-go agent
+names its profile: rpc activate --profile NAME. Run 'amtd profile add -h' for the options.
+`
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+func cmdProfile(c *cli, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(c.stderr, profileUsage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "add":
+		return profileAdd(c, args[1:])
+	case "list":
+		return profileList(c, args[1:])
+	case "show":
+		return profileShow(c, args[1:])
+	case "remove":
+		return profileRemove(c, args[1:])
+	case "-h", "--help", "help":
+		fmt.Fprint(c.stdout, profileUsage)
+		return exitOK
+	}
+	fmt.Fprintf(c.stderr, "amtd profile: unknown command %q\n\n%s", args[0], profileUsage)
+	return exitUsage
+}
+
+func validProfileName(n string) bool {
+	if n == "" || len(n) > 64 {
+		return false
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func profileAdd(c *cli, args []string) int {
+	f := newStoreFlagsFor(c, "profile add", "NAME", "Create or replace the profile NAME (audited).")
+	mode := f.fs.String("mode", "acm", "activation `MODE`: acm or ccm")
+	cira := f.fs.Bool("cira", true, "configure CIRA to this appliance after activation (--cira=false for none)")
+	noCIRA := f.fs.Bool("no-cira", false, "same as --cira=false")
+	def := f.fs.Bool("default", false, "the profile for devices nothing else matches")
+	var uuids, suffixes stringList
+	f.fs.Var(&uuids, "uuid", "a device `UUID` this profile is for (repeatable)")
+	f.fs.Var(&suffixes, "suffix", "a DNS `SUFFIX` whose devices get this profile (repeatable)")
+	reason := f.fs.String("reason", "profile change", "why, for the audit trail")
+	pos, code := f.parse(c, args, 1)
+	if code >= 0 {
+		return code
+	}
+	name := pos[0]
+	if !validProfileName(name) {
+		fmt.Fprintf(c.stderr, "amtd profile add: %q is not a valid name: use up to 64 letters, digits, '-', '_' and '.' (rpc-go passes it as --profile NAME)\n", name)
+		return exitUsage
+	}
+	settings := provision.ProfileSettings{Mode: strings.ToLower(*mode), CIRA: *cira && !*noCIRA}
+	if err := settings.Validate(); err != nil {
+		fmt.Fprintf(c.stderr, "amtd profile add: --mode: %v\n", err)
+		return exitUsage
+	}
+	rules := provision.MatchRules{Default: *def}
+	for _, u := range uuids {
+		n, err := store.NormalizeUUID(u)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd profile add: --uuid %s: %v\n", u, err)
+			return exitUsage
+		}
+		rules.UUIDs = append(rules.UUIDs, n)
+	}
+	for _, s := range suffixes {
+		s = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".")
+		if s == "" || strings.ContainsAny(s, " /:") {
+			fmt.Fprintf(c.stderr, "amtd profile add: --suffix %q is not a DNS suffix\n", s)
+			return exitUsage
+		}
+		rules.Suffixes = append(rules.Suffixes, s)
+	}
+	sj, _ := json.Marshal(settings)
+	rj, _ := json.Marshal(rules)
+	ctx, cancel := storeContext()
+	defer cancel()
+	s, code := openStore(c, ctx, f)
+	if s == nil {
+		return code
+	}
+	if *def {
+		others, err := s.Profiles().List(ctx)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd profile add: %v\n", err)
+			return closeStore(c, s, exitFailure)
+		}
+		for _, o := range others {
+			if _, m, err := provision.ParseProfile(o); err == nil && m.Default && o.Name != name {
+				fmt.Fprintf(c.stderr, "amtd profile add: profile %s is already the default; remove --default from it first (amtd profile add %s ... without --default)\n", o.Name, o.Name)
+				return closeStore(c, s, exitFailure)
+			}
+		}
+	}
+	verb := "added"
+	if _, err := s.Profiles().Get(ctx, name); err == nil {
+		verb = "replaced"
+	}
+	if err := s.Profiles().Put(ctx, store.Profile{Name: name, Settings: sj, MatchRules: rj}, c.actor(), *reason); err != nil {
+		fmt.Fprintf(c.stderr, "amtd profile add: %v\n", err)
+		return closeStore(c, s, exitFailure)
+	}
+	fmt.Fprintf(c.stdout, "%s profile %s: %s\n", verb, name, describeProfile(settings, rules))
+	return closeStore(c, s, exitOK)
+}
+
+func describeProfile(s provision.ProfileSettings, m provision.MatchRules) string {
+	parts := []string{strings.ToUpper(s.Mode)}
+	if s.CIRA {
+		parts = append(parts, "CIRA")
+	} else {
+		parts = append(parts, "no CIRA")
+	}
+	var who []string
+	if len(m.UUIDs) > 0 {
+		who = append(who, fmt.Sprintf("%d device(s) by UUID", len(m.UUIDs)))
+	}
+	if len(m.Suffixes) > 0 {
+		who = append(who, "suffix "+strings.Join(m.Suffixes, ", "))
+	}
+	if m.Default {
+		who = append(who, "default")
+	}
+	if len(who) == 0 {
+		who = append(who, "only when an agent names it")
+	}
+	return strings.Join(parts, ", ") + "; for " + strings.Join(who, "; ")
+}
+
+func profileList(c *cli, args []string) int {
+	f := newStoreFlagsFor(c, "profile list", "", "List the profiles.")
+	if _, code := f.parse(c, args, 0); code >= 0 {
+		return code
+	}
+	ctx, cancel := storeContext()
+	defer cancel()
+	s, code := openStore(c, ctx, f)
+	if s == nil {
+		return code
+	}
+	ps, err := s.Profiles().List(ctx)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "amtd profile list: %v\n", err)
+		return closeStore(c, s, exitFailure)
+	}
+	if len(ps) == 0 {
+		fmt.Fprintln(c.stdout, "no profiles: hellos get ACM with CIRA; add one with 'amtd profile add NAME --mode acm|ccm'")
+		return closeStore(c, s, exitOK)
+	}
+	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "NAME\tPROFILE")
+	for _, p := range ps {
+		st, m, err := provision.ParseProfile(p)
+		desc := describeProfile(st, m)
+		if err != nil {
+			desc = "unreadable: " + err.Error()
+		}
+		fmt.Fprintf(w, "%s\t%s\n", p.Name, desc)
+	}
+	_ = w.Flush()
+	return closeStore(c, s, exitOK)
+}
+
+func profileShow(c *cli, args []string) int {
+	f := newStoreFlagsFor(c, "profile show", "NAME", "Print the profile NAME as JSON.")
+	pos, code := f.parse(c, args, 1)
+	if code >= 0 {
+		return code
+	}
+	ctx, cancel := storeContext()
+	defer cancel()
+	s, code := openStore(c, ctx, f)
+	if s == nil {
+		return code
+	}
+	p, err := s.Profiles().Get(ctx, pos[0])
+	if errors.Is(err, store.ErrNotFound) {
+		fmt.Fprintf(c.stderr, "amtd profile show: no profile %s (amtd profile list shows them)\n", pos[0])
+		return closeStore(c, s, exitFailure)
+	}
+	if err != nil {
+		fmt.Fprintf(c.stderr, "amtd profile show: %v\n", err)
+		return closeStore(c, s, exitFailure)
+	}
+	st, m, err := provision.ParseProfile(p)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "amtd profile show: %v\n", err)
+		return closeStore(c, s, exitFailure)
+	}
+	writeJSON(c, struct {
+		Name     string                    `json:"name"`
+		Settings provision.ProfileSettings `json:"settings"`
+		Match    provision.MatchRules      `json:"match"`
+	}{p.Name, st, m})
+	return closeStore(c, s, exitOK)
+}
+
+func profileRemove(c *cli, args []string) int {
+	f := newStoreFlagsFor(c, "profile remove", "NAME", "Delete the profile NAME (audited). Devices keep what it configured.")
+	reason := f.fs.String("reason", "profile removed", "why, for the audit trail")
+	pos, code := f.parse(c, args, 1)
+	if code >= 0 {
+		return code
+	}
+	ctx, cancel := storeContext()
+	defer cancel()
+	s, code := openStore(c, ctx, f)
+	if s == nil {
+		return code
+	}
+	if _, err := s.Profiles().Get(ctx, pos[0]); errors.Is(err, store.ErrNotFound) {
+		fmt.Fprintf(c.stderr, "amtd profile remove: no profile %s\n", pos[0])
+		return closeStore(c, s, exitFailure)
+	}
+	if err := s.Profiles().Delete(ctx, pos[0], c.actor(), *reason); err != nil {
+		fmt.Fprintf(c.stderr, "amtd profile remove: %v\n", err)
+		return closeStore(c, s, exitFailure)
+	}
+	fmt.Fprintf(c.stdout, "removed profile %s\n", pos[0])
+	return closeStore(c, s, exitOK)
+}
