@@ -14,7 +14,9 @@ func TestProfileCLI(t *testing.T) {
 		t.Fatalf("store init: %d %s", code, errs)
 	}
 	st := []string{"--db", db, "--key-file", key}
-	run := func(args ...string) (int, string, string) { return runCLI(t, append(append([]string{"profile"}, args...), st...)...) }
+	run := func(args ...string) (int, string, string) {
+		return runCLI(t, append(append([]string{"profile"}, args...), st...)...)
+	}
 
 	if code, out, _ := run("list"); code != exitOK || !strings.Contains(out, "no profiles") {
 		t.Fatalf("empty list: %d %s", code, out)
