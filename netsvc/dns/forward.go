@@ -113,9 +113,9 @@ func (f *forwarder) resolve(ctx context.Context, r *dns.Msg) (*dns.Msg, bool, er
 }
 
 func (f *forwarder) exchange(ctx context.Context, m *dns.Msg, addr string) (*dns.Msg, error) {
-	in, _, err := f.udp.ExchangeContext(ctx, m, addr)
+	in, err := exchangeCancel(ctx, f.udp, m, addr)
 	if err == nil && in.Truncated {
-		in, _, err = f.tcp.ExchangeContext(ctx, m, addr)
+		in, err = exchangeCancel(ctx, f.tcp, m, addr)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", addr, err)
@@ -124,6 +124,24 @@ func (f *forwarder) exchange(ctx context.Context, m *dns.Msg, addr string) (*dns
 		return nil, fmt.Errorf("%s: answer for another question", addr)
 	}
 	return in, nil
+}
+
+// exchangeCancel is c.ExchangeContext that also ends when ctx is cancelled
+// (miekg/dns only takes ctx's deadline): closing the service must not wait
+// for a silent upstream.
+func exchangeCancel(ctx context.Context, c *dns.Client, m *dns.Msg, addr string) (*dns.Msg, error) {
+	co, err := c.DialContext(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	defer co.Close()
+	stop := context.AfterFunc(ctx, func() { co.Close() })
+	defer stop()
+	in, _, err := c.ExchangeWithConnContext(ctx, m, co)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w (%w)", ctx.Err(), err)
+	}
+	return in, err
 }
 
 // reply turns an upstream answer into the answer to r.

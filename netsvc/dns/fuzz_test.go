@@ -1,8 +1,10 @@
 package dns
 
 import (
+	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -103,4 +105,52 @@ func fuzzSeeds() []*dns.Msg {
 		q("1.30.20.10.in-addr.arpa.", dns.TypePTR), q("nope.site.test.", dns.TypeA), q("example.org.", dns.TypeA),
 		q("alias.site.test.", dns.TypeA), q("site.test.", dns.TypeSOA), edns, upd, pre,
 	}
+}
+
+// FuzzUDPAnswer feeds arbitrary datagrams to the UDP read loop's handler
+// (udp.go: header, accept filter, unpack, answer, pack into the reused
+// buffer): it must never panic; a reply must unpack, answer the datagram's
+// ID and fit the 1232-byte EDNS0 limit, and 512 bytes when the query had
+// no OPT record.
+func FuzzUDPAnswer(f *testing.F) {
+	for _, m := range fuzzSeeds() {
+		b, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		f.Add(b[:12])       // header only: the question promised is missing
+		f.Add(b[:len(b)-1]) // cut short
+		r := slices.Clone(b)
+		r[2] |= 0x80 // a response
+		f.Add(r)
+	}
+	f.Add([]byte{0x12, 0x34, 0x01})
+	u := &udpServer{s: fuzzService(f), ctx: context.Background()}
+	w := newUDPWorker(false)
+	buf := make([]byte, ednsSize)
+	src := netip.MustParseAddr("127.0.0.5")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		reply, slow := u.answer(w, b, src, buf)
+		if reply == nil {
+			return
+		}
+		if slow {
+			t.Fatal("a reply and the slow path both")
+		}
+		m := new(dns.Msg)
+		if err := m.Unpack(reply); err != nil {
+			t.Fatalf("reply does not unpack: %v", err)
+		}
+		if m.Id != uint16(b[0])<<8|uint16(b[1]) || !m.Response {
+			t.Fatalf("reply %v to a datagram with ID %x", m.MsgHdr, b[:2])
+		}
+		limit := dns.MinMsgSize
+		if q := new(dns.Msg); q.Unpack(b) == nil && q.IsEdns0() != nil {
+			limit = ednsSize
+		}
+		if len(reply) > limit {
+			t.Fatalf("UDP reply of %d bytes exceeds %d", len(reply), limit)
+		}
+	})
 }

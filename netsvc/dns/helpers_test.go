@@ -69,12 +69,12 @@ func putTSIG(t testing.TB, s *store.Store, name string, raw []byte) {
 func boundPair(t testing.TB, ip string) (udp, tcp *os.File, port int) {
 	t.Helper()
 	for range 50 {
-		pc, err := net.ListenPacket("udp", ip+":0")
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		port = pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", ip, port))
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
 		if err != nil {
 			pc.Close()
 			continue
@@ -136,8 +136,15 @@ func baseConfig() *config.Config {
 // startService starts a DNS service for cfg with a store (may be nil).
 func startService(t testing.TB, cfg *config.Config, st *store.Store) *harness {
 	t.Helper()
-	uf, tf, port := boundPair(t, "127.0.0.1")
-	cfg.DNS.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+	return startServiceAt(t, "127.0.0.1", cfg, st)
+}
+
+// startServiceAt is startService with the sockets bound to ip (a wildcard
+// address included); the harness's dig still asks 127.0.0.1.
+func startServiceAt(t testing.TB, ip string, cfg *config.Config, st *store.Store) *harness {
+	t.Helper()
+	uf, tf, port := boundPair(t, ip)
+	cfg.DNS.Listen = net.JoinHostPort(ip, fmt.Sprint(port))
 	logs := &logBuffer{}
 	h := &harness{cfg: cfg, port: port, addr: cfg.DNS.Listen, logs: logs, hosts: netsvc.NewHosts()}
 	h.deps = netsvc.Deps{

@@ -231,7 +231,9 @@ func (u *udpServer) answer(w *udpWorker, pkt []byte, src netip.Addr, buf []byte)
 		return nil, true // an update: TSIG, the store
 	}
 	r := &w.msg
-	if err := r.Unpack(pkt); err != nil {
+	if err := r.Unpack(pkt); err != nil || len(r.Question) != int(h.Qdcount) {
+		// miekg/dns stops at the end of the datagram without an error,
+		// whatever the header promised.
 		u.s.dropMalformed.Inc()
 		return nil, false
 	}
