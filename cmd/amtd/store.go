@@ -13,8 +13,10 @@ import (
 	"os/user"
 	"strings"
 	"syscall"
+	"time"
 
 	"amtd/daemon/config"
+	"amtd/pki"
 	"amtd/store"
 )
 
@@ -187,7 +189,15 @@ func storeInit(c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "amtd store init: %v\n", err)
 		return closeStore(c, s, exitFailure)
 	}
+	// The appliance CA: devices configured for CIRA trust its root, so it is
+	// made once, here, and kept for the life of the store (pki package doc).
+	ca, err := pki.Init(ctx, s, time.Now(), "", c.actor())
+	if err != nil {
+		fmt.Fprintf(c.stderr, "amtd store init: %v\n", err)
+		return closeStore(c, s, exitFailure)
+	}
 	fmt.Fprintf(c.stdout, "created store %s (schema version %d), sealed with master key %s\n", s.Path(), store.SchemaVersion(), s.KeyID())
+	fmt.Fprintf(c.stdout, "created the appliance CA %q (SHA-256 %s)\n", ca.Root().Subject.CommonName, ca.Fingerprint())
 	return closeStore(c, s, exitOK)
 }
 

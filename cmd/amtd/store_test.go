@@ -85,7 +85,10 @@ func TestStoreCLI(t *testing.T) {
 		t.Errorf("export-secret -h: %s", out)
 	}
 	run(exitUsage, "store", "init", "--db", db, "--generate-key") // no key file named
-	run(exitOK, append([]string{"store", "init", "--generate-key"}, base...)...)
+	out, _ = run(exitOK, append([]string{"store", "init", "--generate-key"}, base...)...)
+	if !strings.Contains(out, "created the appliance CA") {
+		t.Errorf("init does not report the appliance CA: %s", out)
+	}
 	if fi, err := os.Stat(key); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file: %v %v", fi, err)
 	}
@@ -96,7 +99,7 @@ func TestStoreCLI(t *testing.T) {
 	seedStore(t, db, key)
 
 	out, _ = run(exitOK, append([]string{"store", "verify"}, base...)...)
-	if !strings.Contains(out, "all 7 sealed values open") {
+	if !strings.Contains(out, "all 8 sealed values open") {
 		t.Errorf("verify: %s", out)
 	}
 	_, errs = run(exitUsage, append([]string{"store", "export-secret", cliDev, "amt_admin"}, base...)...)
@@ -122,7 +125,7 @@ func TestStoreCLI(t *testing.T) {
 	}
 	run(exitUsage, append([]string{"store", "rotate-key"}, base...)...)
 	out, _ = run(exitOK, append([]string{"store", "rotate-key", "--new-key-file", newKey, "--reason", "test"}, base...)...)
-	if !strings.Contains(out, "re-sealed 7 values") {
+	if !strings.Contains(out, "re-sealed 8 values") {
 		t.Errorf("rotate-key: %s", out)
 	}
 	_, errs = run(exitFailure, append([]string{"store", "verify"}, base...)...)
@@ -142,7 +145,7 @@ func TestStoreCLI(t *testing.T) {
 	raw.Close()
 	out, _ = run(exitFailure, "store", "verify", "--db", db, "--key-file", newKey)
 	if !strings.Contains(out, "FAIL device_secrets.value_sealed of "+cliDev+"/mps/") || !strings.Contains(out, "copied or swapped") ||
-		!strings.Contains(out, "1 of 7 sealed values failed") {
+		!strings.Contains(out, "1 of 8 sealed values failed") {
 		t.Errorf("verify of a swapped value: %s", out)
 	}
 
