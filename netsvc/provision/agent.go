@@ -229,7 +229,7 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 		if err := a.Engine.ActivateCCM(ctx, uuid, host, s.dial, p.Username, p.Password.Value, p.Ver); err != nil {
 			return res, err
 		}
-		return rps.Result{Status: "Client control mode."}, nil
+		return a.configure(ctx, s, uuid, host, ps, rps.Result{Status: "Client control mode."})
 	case "acm":
 		res := rps.Result{Status: "Failed to activate in admin control mode."}
 		if err := rps.ValidateACM(p); err != nil {
@@ -261,10 +261,25 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 		if err := a.Engine.ActivateACMAdminSetup(ctx, uuid, host, s.dial, p.Username, p.Password.Value, p.Ver, chain); err != nil {
 			return res, err
 		}
-		return rps.Result{Status: "Activated to admin control mode."}, nil
+		return a.configure(ctx, s, uuid, host, ps, rps.Result{Status: "Activated to admin control mode."})
 	default:
 		return rps.Result{}, fmt.Errorf("profile %s: mode %q: want ccm or acm", cmd.Profile, ps.Mode)
 	}
+}
+
+// configure runs the profile's configuration through the agent and says
+// so in the result (spec/rpc-protocol.md §7: CIRAConnection).
+func (a *AgentServer) configure(ctx context.Context, s *agentSession, uuid, host string, ps ProfileSettings, res rps.Result) (rps.Result, error) {
+	cira, err := a.Engine.configure(ctx, uuid, host, s.dial, ps)
+	if cira {
+		res.CIRAConnection = "Configured"
+	}
+	if err != nil {
+		res.CIRAConnection = "Failed"
+		res.Status += " Configuration failed."
+		return res, err
+	}
+	return res, nil
 }
 
 // checkStoredPassword compares the admin password an agent gave for an

@@ -90,6 +90,27 @@ type Engine struct {
 	CallTimeout time.Duration
 	// Now is the clock the device's time is set from (default time.Now).
 	Now func() time.Time
+	// CIRA, when set, is where devices whose profile asks for CIRA are
+	// told to connect after activation; nil: this appliance runs no relay.
+	CIRA *CIRAConfig
+}
+
+// profileFor picks the stored profile for a device (SelectProfile).
+func (e *Engine) profileFor(ctx context.Context, uuid, suffix string) (string, ProfileSettings, error) {
+	ps, err := e.Store.Profiles().List(ctx)
+	if err != nil {
+		return "", ProfileSettings{}, err
+	}
+	return SelectProfile(ps, uuid, suffix)
+}
+
+// configure runs what the profile asks after activation: CIRA, when the
+// profile wants it and this appliance runs the relay.
+func (e *Engine) configure(ctx context.Context, uuid, host string, dial wsman.Dialer, ps ProfileSettings) (cira bool, err error) {
+	if !ps.CIRA || e.CIRA == nil {
+		return false, nil
+	}
+	return true, e.configureCIRA(ctx, uuid, host, dial, *e.CIRA)
 }
 
 func (e *Engine) log() *slog.Logger {

@@ -64,12 +64,18 @@ func MPSUsername(uuid string) string {
 // the site's option 15 (spec/network.md §5). The MPS password is promoted
 // once AMT has accepted it. It logs in with the device's current admin
 // password from the store. Safe to run again after any failure.
-func (e *Engine) ConfigureCIRA(ctx context.Context, t Target, cc CIRAConfig) (err error) {
+func (e *Engine) ConfigureCIRA(ctx context.Context, t Target, cc CIRAConfig) error {
 	uuid, err := store.NormalizeUUID(t.UUID)
 	if err != nil {
 		return err
 	}
 	t.UUID = uuid
+	return e.configureCIRA(ctx, uuid, t.host(), e.dialer(t, nil), cc)
+}
+
+// configureCIRA is ConfigureCIRA through any dialer: the device's TLS port,
+// or an agent's relay to LMS.
+func (e *Engine) configureCIRA(ctx context.Context, uuid, host string, dial wsman.Dialer, cc CIRAConfig) (err error) {
 	if cc.Server == "" || cc.Port == 0 || len(cc.RootDER) == 0 {
 		return errors.New("CIRA configuration needs the server name, port and root certificate")
 	}
@@ -88,7 +94,7 @@ func (e *Engine) ConfigureCIRA(ctx context.Context, t Target, cc CIRAConfig) (er
 			_ = devs.SetState(context.WithoutCancel(ctx), uuid, StateFailed, "error", "CIRA: "+err.Error(), true)
 		}
 	}()
-	c := wsman.NewClient(e.dialer(t, nil), wsman.Credentials{Host: t.host(), Username: adminUser, Password: admin})
+	c := wsman.NewClient(dial, wsman.Credentials{Host: host, Username: adminUser, Password: admin})
 	step := func(name string, f func(ctx context.Context) error) error {
 		if err := devs.SetState(ctx, uuid, "configuring", name, "", false); err != nil {
 			return err

@@ -327,11 +327,27 @@ func (h *HelloListener) received(src netip.Addr, msg *hello.Hello) {
 		defer func() { <-h.acts }()
 		t := Target{UUID: uuid, Addr: net.JoinHostPort(src.String(), strconv.Itoa(h.AMTPort))}
 		_, err := h.Engine.ActivateACM(h.ctx, t, chain.Cert)
+		if err == nil {
+			err = h.afterActivation(t, chain.Suffix)
+		}
 		h.mu.Lock()
 		h.running--
 		h.mu.Unlock()
 		h.finish(uuid, err == nil)
 	}()
+}
+
+// afterActivation configures what the device's profile asks (CIRA).
+func (h *HelloListener) afterActivation(t Target, suffix string) error {
+	name, ps, err := h.Engine.profileFor(h.ctx, t.UUID, suffix)
+	if err != nil {
+		return err
+	}
+	_, err = h.Engine.configure(h.ctx, t.UUID, t.host(), h.Engine.dialer(t, nil), ps)
+	if err != nil {
+		h.log().Warn("configuration after activation failed", "dev", t.UUID, "profile", name, "err", err)
+	}
+	return err
 }
 
 // finish ends a device's turn. A device that failed or had no certificate

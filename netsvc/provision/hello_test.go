@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -219,4 +220,43 @@ func TestHelloHostileInput(t *testing.T) {
 		send([]byte("x"))
 	}
 	waitFor(t, "rate limit", func() bool { return r.hellos("dropped-rate") == 2 })
+}
+
+// With the relay configured and no profile saying otherwise, a device
+// activated from its hello is also configured for CIRA (DefaultProfile).
+func TestHelloActivatesThenConfiguresCIRA(t *testing.T) {
+	port := freePort(t)
+	r := newHelloRig(t, HelloLimits{}, port)
+	_, rootDER, _ := testMPS(t, "amtd.corp.example.com")
+	r.hl.Engine.CIRA = &CIRAConfig{Server: "amtd.corp.example.com", Port: 4433, RootDER: rootDER}
+	d := r.device("127.0.1.20", port, r.chain.rootHash())
+	if _, err := d.SendHello(ctxT(t), 9971, 0); err != nil {
+		t.Fatal(err)
+	}
+	uuid := d.UUID.String()
+	waitFor(t, "the device configured", func() bool {
+		rec, err := r.store.Devices().Get(context.Background(), uuid)
+		return err == nil && rec.ProvisioningState == StateConfigured
+	})
+	s := d.Snapshot()
+	if d.ControlMode() != amtsim.ModeACM || len(s.MPServers) != 1 || s.MPServers[0].Username != MPSUsername(uuid) {
+		t.Fatalf("mode %d, MPS %+v", d.ControlMode(), s.MPServers)
+	}
+
+	// A profile for this suffix without CIRA: the next device gets none.
+	if err := r.store.Profiles().Put(context.Background(), store.Profile{Name: "no-cira", Settings: json.RawMessage(`{"mode":"acm","cira":false}`),
+		MatchRules: json.RawMessage(`{"suffixes":["corp.example.com"]}`)}, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	d2 := r.device("127.0.1.21", port, r.chain.rootHash())
+	if _, err := d2.SendHello(ctxT(t), 9971, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second device activated", func() bool {
+		rec, err := r.store.Devices().Get(context.Background(), d2.UUID.String())
+		return err == nil && rec.ProvisioningState == StateActivated && r.hl.ActivationsRunning() == 0
+	})
+	if n := len(d2.Snapshot().MPServers); n != 0 {
+		t.Fatalf("the no-CIRA profile's device has %d MPS entries", n)
+	}
 }
