@@ -301,6 +301,12 @@ func (p *parser) checkServices(cfg *Config) {
 		}
 	}
 
+	// The agent endpoint authenticates agents by the enrolment token
+	// (spec/rpc-protocol.md §10): no token, no endpoint.
+	if pv := cfg.Provisioning; enabled(cfg, "Provisioning") && pv.AgentListen != "" && pv.AgentTokenFile == "" {
+		p.errorf(p.line("Provisioning", 0, "AgentListen"), "[Provisioning] AgentListen= needs AgentTokenFile=: agents are accepted only with the site's enrolment token (create one with amtd agent-token --out FILE)")
+	}
+
 	// The site's identity is what DHCP, DNS, provisioning and CIRA hand out.
 	var needSite []string
 	first := 0

@@ -184,8 +184,15 @@ type Provisioning struct {
 	Enable bool
 	// HelloListen is the hello packet listener (HelloListen=, default 0.0.0.0:9971).
 	HelloListen string
-	// AgentListen is the rpc-go WebSocket endpoint, TLS (AgentListen=, default 0.0.0.0:8443).
+	// AgentListen is the rpc-go WebSocket endpoint, TLS (AgentListen=,
+	// default empty: none).
 	AgentListen string
+	// AgentTokenFile holds the enrolment token agents must send
+	// (AgentTokenFile=, required with AgentListen=).
+	AgentTokenFile string
+	// AgentAllowFrom lists the subnets agents may connect from
+	// (AgentAllowFrom=, default: any).
+	AgentAllowFrom []netip.Prefix
 }
 
 // CIRA is [CIRA]: the APF relay devices connect out to.
@@ -196,6 +203,12 @@ type CIRA struct {
 	// LegacyTLS allows TLS 1.0/1.1 and RSA key exchange for AMT 11 and older
 	// (LegacyTLS=, default no).
 	LegacyTLS bool
+	// KeepAlive is the keep-alive interval amtd asks devices for
+	// (KeepAlive=, default 30s; spec/apf.md §4 step 7).
+	KeepAlive time.Duration
+	// IdleTimeout drops a link that sent nothing for this long
+	// (IdleTimeout=, default 90s, as MPS; spec/apf.md §4 step 8).
+	IdleTimeout time.Duration
 }
 
 // API is [API]: the console REST API and relay, HTTPS.

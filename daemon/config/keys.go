@@ -244,18 +244,24 @@ func Keys() []Section {
 				Doc: "The TTL of the registered records.",
 				h:   one(ttl, func(t *target) *time.Duration { return &t.cfg.Registrar.TTL })},
 		}},
-		{Name: "Provisioning", Doc: "The hello listener for bare-metal activation and the endpoint for rpc-go agents. Not in this version of amtd yet.", Keys: []Key{
+		{Name: "Provisioning", Doc: "The hello listener for bare-metal activation in admin control mode, and the endpoint for rpc-go agents.", Keys: []Key{
 			{Name: "Enable", Values: vBool, Default: "no",
-				Doc: "Provision devices.",
+				Doc: "Provision devices: activate those that send a hello, with the certificate of a domain added by amtd domain add.",
 				h:   one(parseBool, func(t *target) *bool { return &t.cfg.Provisioning.Enable })},
 			{Name: "HelloListen", Values: vListen, Default: "0.0.0.0:9971",
 				Doc: "Where Intel AMT in setup mode sends its hello packets (TCP).",
 				h:   one(parseListen, func(t *target) *string { return &t.cfg.Provisioning.HelloListen })},
-			{Name: "AgentListen", Values: vListen, Default: "0.0.0.0:8443",
-				Doc: "The WebSocket endpoint for rpc-go agents (TLS).",
+			{Name: "AgentListen", Values: vListen, Derived: "none: no agent endpoint",
+				Doc: "The WebSocket endpoint for rpc-go agents, over TLS with the appliance certificate (rpc activate -u wss://HOST:PORT/activate). Needs AgentTokenFile=.",
 				h:   one(parseListen, func(t *target) *string { return &t.cfg.Provisioning.AgentListen })},
+			{Name: "AgentTokenFile", Values: vPath, Derived: "none",
+				Doc: "A file holding the site's enrolment token, which agents give with rpc --tenantid TOKEN; written by amtd agent-token. Required with AgentListen=.",
+				h:   one(parsePath, func(t *target) *string { return &t.cfg.Provisioning.AgentTokenFile })},
+			{Name: "AgentAllowFrom", List: true, Values: "subnet", Derived: "none: any source",
+				Doc: "A subnet agents may connect from.",
+				h:   many(parsePrefix, func(t *target) *[]netip.Prefix { return &t.cfg.Provisioning.AgentAllowFrom })},
 		}},
-		{Name: "CIRA", Doc: "The relay Intel AMT devices connect out to (CIRA, APF over TLS). Not in this version of amtd yet.", Keys: []Key{
+		{Name: "CIRA", Doc: "The relay Intel AMT devices connect out to (CIRA, APF over TLS), with a server certificate from the appliance CA.", Keys: []Key{
 			{Name: "Enable", Values: vBool, Default: "no",
 				Doc: "Accept CIRA connections.",
 				h:   one(parseBool, func(t *target) *bool { return &t.cfg.CIRA.Enable })},
@@ -265,6 +271,12 @@ func Keys() []Section {
 			{Name: "LegacyTLS", Values: vBool, Default: "no",
 				Doc: "Allow TLS 1.0 and 1.1 and RSA key exchange, which Intel AMT 11 and older need.",
 				h:   one(parseBool, func(t *target) *bool { return &t.cfg.CIRA.LegacyTLS })},
+			{Name: "KeepAlive", Values: vDuration, Default: "30s",
+				Doc: "The keep-alive interval devices are asked for once connected; keep it well under IdleTimeout=.",
+				h:   one(positiveDuration, func(t *target) *time.Duration { return &t.cfg.CIRA.KeepAlive })},
+			{Name: "IdleTimeout", Values: vDuration, Default: "90s",
+				Doc: "A link that sends nothing, not even a keep-alive, for this long is dropped; the device reconnects.",
+				h:   one(positiveDuration, func(t *target) *time.Duration { return &t.cfg.CIRA.IdleTimeout })},
 		}},
 		{Name: "API", Doc: "The console REST API and relay (HTTPS) and the metrics endpoint. Not in this version of amtd yet.", Keys: []Key{
 			{Name: "Enable", Values: vBool, Default: "no",
@@ -284,7 +296,6 @@ func Keys() []Section {
 // in one of them is an error, so nobody believes a service runs that does not.
 // A later version removes its entry when the service lands.
 var notYet = map[string]string{
-	"Provisioning": "provisioning (hello listener and rpc-go endpoint)",
-	"CIRA":         "CIRA relay",
+	"Provisioning": "provisioning service wiring (hello listener and rpc-go endpoint)",
 	"API":          "console API",
 }

@@ -151,8 +151,10 @@ func TestParseProblems(t *testing.T) {
 		{"dhcp and dns need address", "[Site]\nDomain=corp.example.com\n[DNS]\nEnable=yes\n[DHCP]\nEnable=yes\n[DHCPPool]\nSubnet=192.0.2.0/24\nRange=192.0.2.100-192.0.2.199\n", []string{"4: [DHCP], [DNS] enabled: [Site] needs at least one Address="}},
 		{"dhcp needs pool", site + "[DHCP]\nEnable=yes\n", []string{"5: [DHCP] Enable=yes needs at least one [DHCPPool] section"}},
 		{"registrar needs server and key", site + "[DNSRegistrar]\nEnable=yes\n", []string{"5: [DNSRegistrar] Enable=yes needs Server=", "5: [DNSRegistrar] Enable=yes needs Key="}},
-		{"cira not yet", site + "[CIRA]\nEnable=yes\n", []string{"5: [CIRA] Enable=yes: this build of amtd does not have the CIRA relay yet; set Enable=no or remove the line"}},
-		{"provisioning not yet", site + "[Provisioning]\nEnable=on\n", []string{"5: [Provisioning] Enable=yes: this build of amtd does not have the provisioning (hello listener and rpc-go endpoint) yet"}},
+		{"cira idle timeout", site + "[CIRA]\nIdleTimeout=0\n", []string{"5: [CIRA] IdleTimeout=0"}},
+		{"provisioning not yet", site + "[Provisioning]\nEnable=on\n", []string{"5: [Provisioning] Enable=yes: this build of amtd does not have the provisioning service wiring"}},
+		{"agent without token", site + "[Provisioning]\nEnable=on\nAgentListen=0.0.0.0:8443\n", []string{"5: [Provisioning] Enable=yes: this build", "6: [Provisioning] AgentListen= needs AgentTokenFile="}},
+		{"agent allow-from", site + "[Provisioning]\nAgentAllowFrom=10.0.0.0/33\n", []string{"5: [Provisioning] AgentAllowFrom=10.0.0.0/33"}},
 		{"api not yet", site + "[API]\nEnable=1\n", []string{"5: [API] Enable=yes: this build of amtd does not have the console API yet"}},
 		{"not yet needs no site", "[API]\nEnable=yes\n", []string{"2: [API] Enable=yes: this build of amtd does not have the console API yet"}},
 		{"port conflict", site + "[DNS]\nEnable=yes\nListen=127.0.0.1:8053\n[DHCP]\nEnable=yes\nListen=0.0.0.0:8053\n[DHCPPool]\nSubnet=192.0.2.0/24\nRange=192.0.2.100-192.0.2.199\n",
@@ -192,8 +194,8 @@ func TestParseDefaults(t *testing.T) {
 		DHCP:         DHCP{Listen: "0.0.0.0:67", LeaseTime: 10 * time.Minute, Authoritative: true, UpdateDNS: true},
 		DNS:          DNS{Listen: "0.0.0.0:53", CacheSize: 10000, TTL: 5 * time.Minute, SingleLabel: true, RateLimit: 50},
 		Registrar:    DNSRegistrar{Algorithm: "hmac-sha256", Interval: time.Hour, TTL: 5 * time.Minute},
-		Provisioning: Provisioning{HelloListen: "0.0.0.0:9971", AgentListen: "0.0.0.0:8443"},
-		CIRA:         CIRA{Listen: "0.0.0.0:4433"},
+		Provisioning: Provisioning{HelloListen: "0.0.0.0:9971"},
+		CIRA:         CIRA{Listen: "0.0.0.0:4433", KeepAlive: 30 * time.Second, IdleTimeout: 90 * time.Second},
 		API:          API{Listen: "0.0.0.0:3000"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
