@@ -69,6 +69,8 @@ func (v view) answer(q dns.Question) (rcode int, ans, auth []dns.RR) {
 // by owner.
 func (v view) records(name, owner string, qtype uint16) []dns.RR {
 	var out []dns.RR
+	// add copies records shared with other answers (static, updated) before
+	// giving them the client's spelling of the owner.
 	add := func(rrs ...dns.RR) {
 		for _, rr := range rrs {
 			if qtype == dns.TypeANY || rr.Header().Rrtype == qtype {
@@ -83,12 +85,12 @@ func (v view) records(name, owner string, qtype uint16) []dns.RR {
 		add(z.soa(name), z.ns(name))
 	}
 	if z.provisionName(name) || name == z.hostname {
-		add(addrRRs(owner, z.ttl, z.addrs)...)
+		out = appendAddrRRs(out, owner, z.ttl, z.addrs, qtype)
 	}
 	add(z.static[name]...)
 	add(v.dyn.get(name)...)
 	if slices.Contains(z.forward, z.zoneOf(name)) {
-		add(addrRRs(owner, z.ttl, v.hosts.Lookup(name))...)
+		out = appendAddrRRs(out, owner, z.ttl, v.hosts.Lookup(name), qtype)
 	}
 	if qtype == dns.TypePTR || qtype == dns.TypeANY {
 		if target := v.ptr(name); target != "" && len(z.static[name]) == 0 {
@@ -134,12 +136,18 @@ func (v view) exists(name string) bool {
 
 // addrRRs turns addresses into A and AAAA records.
 func addrRRs(owner string, ttl uint32, addrs []netip.Addr) []dns.RR {
-	out := make([]dns.RR, 0, len(addrs))
+	return appendAddrRRs(make([]dns.RR, 0, len(addrs)), owner, ttl, addrs, dns.TypeANY)
+}
+
+// appendAddrRRs appends the A and AAAA records of addrs that answer qtype
+// (A, AAAA or ANY) to out.
+func appendAddrRRs(out []dns.RR, owner string, ttl uint32, addrs []netip.Addr, qtype uint16) []dns.RR {
 	for _, a := range addrs {
 		a = a.Unmap()
-		if a.Is4() {
+		switch {
+		case a.Is4() && (qtype == dns.TypeA || qtype == dns.TypeANY):
 			out = append(out, &dns.A{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: a.AsSlice()})
-		} else {
+		case a.Is6() && (qtype == dns.TypeAAAA || qtype == dns.TypeANY):
 			out = append(out, &dns.AAAA{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl}, AAAA: a.AsSlice()})
 		}
 	}

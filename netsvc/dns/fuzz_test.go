@@ -130,7 +130,15 @@ func FuzzUDPAnswer(f *testing.F) {
 	w := newUDPWorker(false)
 	buf := make([]byte, ednsSize)
 	src := netip.MustParseAddr("127.0.0.5")
+	zones := append(slices.Clone(u.s.state.Load().zone.forward), u.s.state.Load().zone.reverse...)
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if q := new(dns.Msg); q.Unpack(b) == nil && len(q.Question) > 0 {
+			for _, z := range zones {
+				if name := q.Question[0].Name; inZone(z, name) != dns.IsSubDomain(z, name) {
+					t.Fatalf("inZone(%q, %q) disagrees with dns.IsSubDomain", z, name)
+				}
+			}
+		}
 		reply, slow := u.answer(w, b, src, buf)
 		if reply == nil {
 			return

@@ -259,3 +259,33 @@ func TestReload(t *testing.T) {
 		t.Fatalf("status %q", st)
 	}
 }
+
+// TestInZone: the allocation-free zone test agrees with dns.IsSubDomain.
+func TestInZone(t *testing.T) {
+	for _, tc := range []struct {
+		zone, name string
+		want       bool
+	}{
+		{"site.test.", "site.test.", true},
+		{"site.test.", "SITE.Test.", true},
+		{"site.test.", "amt-1.site.test.", true},
+		{"site.test.", "a.b.Site.test.", true},
+		{"site.test.", "xsite.test.", false},
+		{"site.test.", "test.", false},
+		{"site.test.", "site.test.example.", false},
+		{"site.test.", `a\.site.test.`, false}, // one label "a.site"
+		{"site.test.", `a\\.site.test.`, true}, // label "a\" then site.test
+		{"site.test.", `a\\\.site.test.`, false},
+		{"30.20.10.in-addr.arpa.", "7.30.20.10.in-addr.arpa.", true},
+		{"30.20.10.in-addr.arpa.", "7.130.20.10.in-addr.arpa.", false},
+		{".", "anything.example.", true},
+	} {
+		got := inZone(tc.zone, tc.name)
+		if got != tc.want {
+			t.Errorf("inZone(%q, %q) = %v, want %v", tc.zone, tc.name, got, tc.want)
+		}
+		if ref := dns.IsSubDomain(tc.zone, tc.name); ref != got {
+			t.Errorf("inZone(%q, %q) = %v; dns.IsSubDomain says %v", tc.zone, tc.name, got, ref)
+		}
+	}
+}

@@ -259,12 +259,35 @@ func parent(name string) string {
 func (z *zoneData) zoneOf(name string) string {
 	for _, list := range [][]string{z.forward, z.reverse} {
 		for _, zone := range list {
-			if dns.IsSubDomain(zone, name) {
+			if inZone(zone, name) {
 				return zone
 			}
 		}
 	}
 	return ""
+}
+
+// inZone is dns.IsSubDomain(zone, name) for fully qualified names, without
+// splitting either into labels: every query asks it, so it must not
+// allocate. name ends in "."+zone with that dot not escaped, or is zone.
+func inZone(zone, name string) bool {
+	if zone == "." {
+		return true
+	}
+	i := len(name) - len(zone) // where zone would start in name
+	switch {
+	case i < 0:
+		return false
+	case i == 0:
+		return strings.EqualFold(name, zone)
+	case name[i-1] != '.':
+		return false
+	}
+	escapes := 0
+	for j := i - 2; j >= 0 && name[j] == '\\'; j-- {
+		escapes++
+	}
+	return escapes%2 == 0 && strings.EqualFold(name[i:], zone)
 }
 
 // isForward reports whether zone is one of the site's forward zones.
