@@ -48,6 +48,40 @@ type AgentServer struct {
 
 	mu     sync.Mutex
 	active map[string]bool
+	conns  map[*websocket.Conn]context.CancelFunc
+	closed bool
+}
+
+// Close ends every agent session: their activations stop at the next call
+// and resume when the agent runs again.
+func (a *AgentServer) Close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closed = true
+	for ws, cancel := range a.conns {
+		cancel()
+		ws.Close()
+	}
+}
+
+// track registers a session; false when the server is closing.
+func (a *AgentServer) track(ws *websocket.Conn, cancel context.CancelFunc) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	if a.conns == nil {
+		a.conns = map[*websocket.Conn]context.CancelFunc{}
+	}
+	a.conns[ws] = cancel
+	return true
+}
+
+func (a *AgentServer) untrack(ws *websocket.Conn) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.conns, ws)
 }
 
 func (a *AgentServer) log() *slog.Logger {
@@ -134,6 +168,10 @@ func (a *AgentServer) serve(ws *websocket.Conn) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	if !a.track(ws, cancel) {
+		return
+	}
+	defer a.untrack(ws)
 	var res rps.Result
 	switch cmd.Name {
 	case rps.MethodActivate:
