@@ -124,7 +124,7 @@ func TestReadAgentToken(t *testing.T) {
 	}{
 		{write("world", enrolToken, 0o644), "readable by every user"},
 		{write("short", "abc", 0o600), "16 or more characters"},
-		{write("two", enrolToken + " " + enrolToken, 0o600), "one token"},
+		{write("two", enrolToken+" "+enrolToken, 0o600), "one token"},
 		{filepath.Join(dir, "missing"), "amtd agent-token --out"},
 	} {
 		if _, err := ReadAgentToken(c.path); err == nil || !strings.Contains(err.Error(), c.want) {
