@@ -42,6 +42,7 @@ func commands() []command {
 		{"check-config", "validate amtd.conf and report every problem as FILE:LINE: message", cmdCheckConfig},
 		{"status", "show the running daemon's services, devices and activations", cmdStatus},
 		{"profile", "manage activation profiles: ACM or CCM, CIRA, and which devices each is for (profile add|list|show|remove)", cmdProfile},
+		{"agent-token", "write a new enrolment token for rpc-go agents ([Provisioning] AgentTokenFile=)", cmdAgentToken},
 		{"devices", "list devices and show one's provisioning state, history and stored password states (devices list|show|history)", cmdDevices},
 		{"store", "manage the encrypted credential store (init, rotate-key, backup, verify, export-secret)", cmdStore},
 		{"dns", "manage TSIG keys for DNS updates and the registrar (dns tsig add|list)", cmdDNS},
