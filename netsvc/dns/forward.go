@@ -74,11 +74,7 @@ func upstreamAddr(s string) (string, error) {
 // and question; its OPT record is left for the caller to set.
 func (f *forwarder) resolve(ctx context.Context, r *dns.Msg) (*dns.Msg, bool, error) {
 	q := r.Question[0]
-	do, cd := false, r.CheckingDisabled
-	if opt := r.IsEdns0(); opt != nil {
-		do = opt.Do()
-	}
-	key := cacheKey(q, do, cd)
+	key := questionKey(r)
 	if m := f.cache.get(key); m != nil {
 		return reply(r, m), true, nil
 	}
@@ -92,7 +88,11 @@ func (f *forwarder) resolve(ctx context.Context, r *dns.Msg) (*dns.Msg, bool, er
 	up.SetQuestion(strings.ToLower(q.Name), q.Qtype)
 	up.Question[0].Qclass = q.Qclass
 	up.RecursionDesired = r.RecursionDesired
-	up.CheckingDisabled = cd
+	up.CheckingDisabled = r.CheckingDisabled
+	do := false
+	if opt := r.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
 	up.SetEdns0(ednsSize, do)
 	var errs []error
 	for _, addr := range f.upstreams {
@@ -110,6 +110,24 @@ func (f *forwarder) resolve(ctx context.Context, r *dns.Msg) (*dns.Msg, bool, er
 		return reply(r, m), false, nil
 	}
 	return nil, false, fmt.Errorf("forward %s %s: %w", q.Name, dns.TypeToString[q.Qtype], errors.Join(errs...))
+}
+
+// cached answers r from the cache alone, or returns nil: it never waits,
+// so the UDP read loop asks it before handing r to its slow path.
+func (f *forwarder) cached(r *dns.Msg) *dns.Msg {
+	if m := f.cache.get(questionKey(r)); m != nil {
+		return reply(r, m)
+	}
+	return nil
+}
+
+// questionKey is the cache key of r's question.
+func questionKey(r *dns.Msg) string {
+	do := false
+	if opt := r.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	return cacheKey(r.Question[0], do, r.CheckingDisabled)
 }
 
 func (f *forwarder) exchange(ctx context.Context, m *dns.Msg, addr string) (*dns.Msg, error) {

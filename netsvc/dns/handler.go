@@ -104,6 +104,20 @@ func (s *Service) immediate(st *state, r *dns.Msg) bool {
 	return q.Qclass == dns.ClassINET && v.authoritative(strings.ToLower(q.Name))
 }
 
+// cached answers a query that is not ours from the forwarder's cache
+// alone, sized for UDP, or returns nil. r passed immediate as false: one
+// question, and a forwarder.
+func (s *Service) cached(st *state, r *dns.Msg) *dns.Msg {
+	m := st.fwd.cached(r)
+	if m == nil {
+		return nil
+	}
+	s.cacheHit.Inc()
+	s.queries.With("cached").Inc()
+	sizeReply(m, r.IsEdns0(), true)
+	return m
+}
+
 // forward answers a question that is not ours.
 func (s *Service) forward(ctx context.Context, st *state, r *dns.Msg) *dns.Msg {
 	if st.fwd == nil {

@@ -20,7 +20,8 @@ import (
 // reads one datagram per system call and starts a goroutine for each: at a
 // site's boot storm that is most of the cost of an answer. Here a few
 // readers per socket each take up to udpBatch datagrams in one recvmmsg(2),
-// answer the names that are ours in place from reused buffers, and send
+// answer the names that are ours (and forwarded ones the cache holds) in
+// place from reused buffers, and send
 // the replies back in one sendmmsg(2). Whatever has to wait (questions
 // forwarded upstream, updates, which touch the store) goes to a bounded
 // slow path, so the loop never blocks on anyone.
@@ -238,12 +239,13 @@ func (u *udpServer) answer(w *udpWorker, pkt []byte, src netip.Addr, buf []byte)
 		return nil, false
 	}
 	st := u.s.state.Load()
-	if !u.s.immediate(st, r) {
-		return nil, true
-	}
-	m := u.s.query(u.ctx, st, r, src, true)
-	if m == nil {
-		return nil, false // rate limited
+	var m *dns.Msg
+	if u.s.immediate(st, r) {
+		if m = u.s.query(u.ctx, st, r, src, true); m == nil {
+			return nil, false // rate limited
+		}
+	} else if m = u.s.cached(st, r); m == nil {
+		return nil, true // to the upstreams
 	}
 	b, err := m.PackBuffer(buf)
 	if err != nil {

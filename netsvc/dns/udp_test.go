@@ -189,7 +189,8 @@ func TestUDPMalformed(t *testing.T) {
 
 // TestUDPSlowPathFull: with every slow-path slot taken, a forwarded query
 // is dropped and counted while names of ours are still answered; once
-// slots are free it goes upstream again.
+// slots are free it goes upstream again, and from then on its cached
+// answer comes from the read loop, full slow path or not.
 func TestUDPSlowPathFull(t *testing.T) {
 	up := startUpstream(t)
 	cfg := baseConfig()
@@ -221,6 +222,17 @@ func TestUDPSlowPathFull(t *testing.T) {
 	}
 	if h.svc.dropBusy.Value() != 2 {
 		t.Fatalf("busy drops %v, want 2", h.svc.dropBusy.Value())
+	}
+	// A cached answer needs no slow path.
+	for range cap(u.slow) {
+		u.slow <- struct{}{}
+	}
+	r, _ = c.ask(query(23, "EXAMPLE.org.", dns.TypeA, 0))
+	if len(r.Answer) != 1 || up.asked.Load() != 1 || h.svc.dropBusy.Value() != 2 {
+		t.Fatalf("cached name with the slow path full: %v (upstream asked %d times, %v busy drops)", r, up.asked.Load(), h.svc.dropBusy.Value())
+	}
+	if r.Question[0].Name != "EXAMPLE.org." || !r.RecursionAvailable || r.Authoritative {
+		t.Fatalf("cached reply %v: want the client's question, RA, not AA", r)
 	}
 }
 
