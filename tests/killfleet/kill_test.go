@@ -316,7 +316,7 @@ func child(dir string) int {
 	return 0
 }
 
-func buildAmtsim(t *testing.T, dir string) string {
+func buildAmtsim(t testing.TB, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "amtsim")
 	cmd := exec.Command("go", "build", "-o", bin, "amtd/cmd/amtsim")
@@ -326,7 +326,7 @@ func buildAmtsim(t *testing.T, dir string) string {
 	return bin
 }
 
-func waitListening(t *testing.T, addr string) {
+func waitListening(t testing.TB, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -345,7 +345,7 @@ func waitListening(t *testing.T, addr string) {
 // writeChain writes a provisioning chain (root + leaf with serverAuth and
 // the Intel OID, spec/activation.md §12) as chain.pem and leaf.key, and
 // returns the root's SHA-256 in hex.
-func writeChain(t *testing.T, dir string) string {
+func writeChain(t testing.TB, dir string) string {
 	t.Helper()
 	now := time.Now()
 	rootKey, _ := rsa.GenerateKey(rand.Reader, 2048)
