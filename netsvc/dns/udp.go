@@ -21,10 +21,10 @@ import (
 // site's boot storm that is most of the cost of an answer. Here a few
 // readers per socket each take up to udpBatch datagrams in one recvmmsg(2),
 // answer the names that are ours (and forwarded ones the cache holds) in
-// place from reused buffers, and send
-// the replies back in one sendmmsg(2). Whatever has to wait (questions
-// forwarded upstream, updates, which touch the store) goes to a bounded
-// slow path, so the loop never blocks on anyone.
+// place from reused buffers, and send the replies back in one sendmmsg(2).
+// Whatever has to wait (questions for the upstreams; updates, which touch
+// the store) goes to a bounded slow path, so the loop never blocks on
+// anyone. BenchmarkDNSvsDnsmasq measures the result against dnsmasq.
 const (
 	udpBatch   = 32  // datagrams per recvmmsg/sendmmsg
 	udpOOBSize = 128 // room for IP_PKTINFO and IPV6_PKTINFO
