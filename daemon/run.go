@@ -60,8 +60,6 @@ type Deps struct {
 	// LogLevelFixed (--log-level was given).
 	LogLevel      *slog.LevelVar
 	LogLevelFixed bool
-	// Version is shown by `amtd status`.
-	Version string
 }
 
 // DefaultStopTimeout is the drain deadline on SIGTERM. amtd.service sets

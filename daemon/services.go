@@ -1,11 +1,18 @@
 package daemon
 
 import (
+	"context"
+	"fmt"
+	"time"
+
 	"amtd/daemon/config"
 	"amtd/daemon/control"
 	"amtd/netsvc"
 	"amtd/netsvc/dhcp"
 	"amtd/netsvc/dns"
+	"amtd/netsvc/provision"
+	"amtd/pki"
+	"amtd/provcert"
 )
 
 // Spec is one row of the service table: how to build a service from the
@@ -27,6 +34,8 @@ func DefaultServices() []Spec {
 		// The registrar puts ProvisionServer into the site's own DNS instead.
 		{Name: "dns-registrar", Enabled: func(c *config.Config) bool { return c.Registrar.Enable }, New: newRegistrar},
 		{Name: "dhcp", Enabled: func(c *config.Config) bool { return c.DHCP.Enable }, New: newDHCP},
+		// Provisioning after DHCP and DNS: devices find it through them.
+		{Name: "provisioning", Enabled: func(c *config.Config) bool { return c.Provisioning.Enable }, New: newProvisioning},
 	}
 }
 
@@ -40,6 +49,37 @@ func newRegistrar(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) 
 
 func newDHCP(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
 	return dhcp.New(cfg, deps)
+}
+
+// newProvisioning wires provisioning to the domains' certificates in the
+// store and, when devices are to use CIRA or agents connect over TLS, to
+// the appliance CA (created in a store made before amtd had one).
+func newProvisioning(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
+	opts := provision.Options{Chains: &provision.StoreChains{Store: deps.Store, Open: provcert.Open}, Version: deps.Version}
+	if deps.Store != nil && (cfg.CIRA.Enable || cfg.Provisioning.AgentListen != "") {
+		now := time.Now
+		if deps.Now != nil {
+			now = deps.Now
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ca, created, err := pki.LoadOrInit(ctx, deps.Store, now(), cfg.Site.Hostname, "amtd")
+		if err != nil {
+			return nil, fmt.Errorf("provisioning: the appliance CA: %w", err)
+		}
+		if created && deps.Log != nil {
+			deps.Log.Info("appliance CA created", "fingerprint", ca.Fingerprint())
+		}
+		opts.CIRARootDER = ca.RootDER()
+		if cfg.Provisioning.AgentListen != "" {
+			sc, err := pki.NewServerCert(ca, []string{cfg.Site.Hostname}, cfg.Site.Addresses, now)
+			if err != nil {
+				return nil, fmt.Errorf("provisioning: the agent endpoint's certificate: %w", err)
+			}
+			opts.AgentCertificate = sc.GetCertificate
+		}
+	}
+	return provision.New(cfg, deps, opts)
 }
 
 // Optional interfaces a service may implement for STATUS= and `amtd status`.

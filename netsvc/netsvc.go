@@ -28,6 +28,9 @@ type Deps struct {
 	Metrics   *metrics.Registry
 	Listeners *Listeners
 	Hosts     *Hosts
+	// Version is amtd's version: shown by `amtd status`, and sent to
+	// rpc-go agents.
+	Version string
 }
 
 // Service is one network service of the daemon.

@@ -86,6 +86,7 @@ func cmdRun(c *cli, args []string) int {
 			Metrics:   metrics.NewRegistry(),
 			Listeners: listeners,
 			Hosts:     netsvc.NewHosts(),
+			Version:   version,
 		},
 		StoreView:     storeView{st},
 		Load:          config.Load,
@@ -93,7 +94,6 @@ func cmdRun(c *cli, args []string) int {
 		StopTimeout:   *stopTimeout,
 		LogLevel:      levelVar,
 		LogLevelFixed: *logLevel != "",
-		Version:       version,
 	}
 	runErr := daemon.Run(ctx, cfg, deps)
 	closeErr := st.Close()
