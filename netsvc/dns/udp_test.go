@@ -305,12 +305,12 @@ func TestUDPWildcardSource(t *testing.T) {
 		{"::", "127.0.0.1", "127.0.0.8"}, // IPv4 on a dual-stack socket
 	} {
 		t.Run(tc.bind+" "+tc.server, func(t *testing.T) {
-			if strings.Contains(tc.client, ":") {
-				if ln, err := net.ListenPacket("udp", "[::1]:0"); err != nil {
-					t.Fatalf("no IPv6 loopback: %v", err)
-				} else {
-					ln.Close()
+			if strings.Contains(tc.bind, ":") {
+				ln, err := net.ListenPacket("udp", "[::1]:0")
+				if err != nil {
+					t.Skipf("IPv6 is off on this host (binding [::1]: %v); the IPv4 case still runs", err)
 				}
+				ln.Close()
 			}
 			cfg := baseConfig()
 			cfg.DNS.Upstreams = []string{up.addr}
