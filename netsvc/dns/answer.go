@@ -23,16 +23,15 @@ type view struct {
 // maxCNAMEChain bounds following CNAMEs inside our own data.
 const maxCNAMEChain = 8
 
-// authoritative reports whether name (canonical) is ours to answer.
+// authoritative reports whether name (in any case) is ours to answer.
 func (v view) authoritative(name string) bool {
-	return v.z.zoneOf(name) != "" || (v.z.singleLabel && name == provisionLabel+".")
+	return v.z.zoneOf(name) != "" || (v.z.singleLabel && strings.EqualFold(name, provisionLabel+"."))
 }
 
-// answer resolves one question inside the zones. owner is the question's
-// name as the client wrote it: the answer echoes its case (resolvers using
-// DNS 0x20 check it).
-func (v view) answer(q dns.Question) (rcode int, ans, auth []dns.RR) {
-	name := strings.ToLower(q.Name)
+// answer resolves one question inside the zones; name is its name in
+// canonical form. owner is the question's name as the client wrote it: the
+// answer echoes its case (resolvers using DNS 0x20 check it).
+func (v view) answer(q dns.Question, name string) (rcode int, ans, auth []dns.RR) {
 	owner := q.Name
 	zone := v.z.zoneOf(name)
 	for range maxCNAMEChain {

@@ -68,7 +68,7 @@ func (s *Service) query(ctx context.Context, st *state, r *dns.Msg, src netip.Ad
 		m = new(dns.Msg).SetReply(r)
 		m.Authoritative = true
 		m.RecursionAvailable = st.fwd != nil
-		m.Rcode, m.Answer, m.Ns = v.answer(q)
+		m.Rcode, m.Answer, m.Ns = v.answer(q, name)
 		if udp {
 			switch st.rrl.check(src) {
 			case drop:
@@ -101,7 +101,7 @@ func (s *Service) immediate(st *state, r *dns.Msg) bool {
 	}
 	q := r.Question[0]
 	v := view{z: st.zone, hosts: s.hosts, dyn: s.dyn}
-	return q.Qclass == dns.ClassINET && v.authoritative(strings.ToLower(q.Name))
+	return q.Qclass == dns.ClassINET && v.authoritative(q.Name)
 }
 
 // cached answers a query that is not ours from the forwarder's cache
