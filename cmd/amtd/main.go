@@ -45,6 +45,7 @@ func commands() []command {
 		{"agent-token", "write a new enrolment token for rpc-go agents ([Provisioning] AgentTokenFile=)", cmdAgentToken},
 		{"devices", "list devices and show one's provisioning state, history and stored password states (devices list|show|history)", cmdDevices},
 		{"store", "manage the encrypted credential store (init, rotate-key, backup, verify, export-secret)", cmdStore},
+		{"domain", "manage provisioning domains and their certificates (domain add|list|show|replace-cert|remove)", cmdDomain},
 		{"dns", "manage TSIG keys for DNS updates and the registrar (dns tsig add|list)", cmdDNS},
 		{"check-network", "check that the site's DHCP serves option 15 and ProvisionServer resolves to this appliance", cmdCheckNetwork},
 		{"debug", "decode captures: debug decode hello|apf|wsman FILE|-", cmdDebug},
