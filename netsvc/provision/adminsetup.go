@@ -88,15 +88,6 @@ func (e *Engine) ActivateACMAdminSetup(ctx context.Context, uuid, host string, d
 	if err := digest.ValidateRealm(gs.DigestRealm); err != nil {
 		return fmt.Errorf("the device's realm: %w", err)
 	}
-	var hb wsman.IPSHostBasedSetupService
-	if err := e.call(ctx, func(ctx context.Context) error { return local.Get(ctx, "IPS_HostBasedSetupService", &hb) }); err != nil {
-		return fmt.Errorf("read the configuration nonce: %w", err)
-	}
-	fwNonce, err := base64.StdEncoding.DecodeString(hb.ConfigurationNonce)
-	if err != nil || len(fwNonce) == 0 {
-		return fmt.Errorf("the device's ConfigurationNonce %q is not base64", hb.ConfigurationNonce)
-	}
-
 	admin, err := pendingOrNewLen(ctx, secrets, uuid, store.AMTAdmin, passwordLen, "agent activation (ACM)")
 	if err != nil {
 		return err
@@ -111,34 +102,15 @@ func (e *Engine) ActivateACMAdminSetup(ctx context.Context, uuid, host string, d
 		return err
 	}
 
-	if err := devs.SetState(ctx, uuid, StateActivating, "add-cert-chain", fmt.Sprintf("%d certificates", len(chain.Cert.Certificate)), false); err != nil {
-		return err
-	}
-	n := len(chain.Cert.Certificate)
-	for i, der := range chain.Cert.Certificate {
-		in := wsman.AddNextCertInChainInput{NextCertificate: base64.StdEncoding.EncodeToString(der), IsLeafCertificate: i == 0, IsRootCertificate: i == n-1}
-		if err := e.call(ctx, func(ctx context.Context) error {
-			return local.Invoke(ctx, "IPS_HostBasedSetupService", "AddNextCertInChain", in.Params(), nil)
-		}); err != nil {
-			//lint:ignore ST1005 RPS's text
-			return fmt.Errorf("Error while adding the certificates to AMT: certificate %d of %d: %w", i+1, n, err)
-		}
-	}
-
-	mc := make([]byte, 20)
-	if _, err := rand.Read(mc); err != nil {
-		return err
-	}
-	sum := sha256.Sum256(append(slices.Clone(fwNonce), mc...))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	mc, sig, err := e.presentChain(ctx, uuid, local, chain, key)
 	if err != nil {
-		return fmt.Errorf("sign the nonces: %w", err)
+		return err
 	}
 	if err := devs.SetState(ctx, uuid, StateActivating, "admin-setup", "", false); err != nil {
 		return err
 	}
 	in := wsman.AdminSetupInput{NetAdminPassEncryptionType: 2, NetworkAdminPassword: digest.HA1Hex(adminUser, gs.DigestRealm, admin),
-		McNonce: base64.StdEncoding.EncodeToString(mc), SigningAlgorithm: 2, DigitalSignature: base64.StdEncoding.EncodeToString(sig)}
+		McNonce: mc, SigningAlgorithm: 2, DigitalSignature: sig}
 	// Exactly once: a retried AdminSetup can hang AMT (rps#2752).
 	setupErr := e.call(ctx, func(ctx context.Context) error {
 		return local.Invoke(ctx, "IPS_HostBasedSetupService", "AdminSetup", in.Params(), nil)
@@ -177,5 +149,105 @@ func (e *Engine) ActivateACMAdminSetup(ctx context.Context, uuid, host string, d
 	}
 	e.count("activated")
 	e.log().Info("activated in admin control mode through the agent", "dev", uuid, "domain", chain.Suffix)
+	return nil
+}
+
+// presentChain reads the firmware's ConfigurationNonce, hands AMT the chain
+// leaf first (AddNextCertInChain), and signs the firmware nonce followed by
+// a fresh 20-byte McNonce with the leaf key (RSA PKCS#1 v1.5, SHA-256), as
+// AdminSetup and UpgradeClientToAdmin take them (spec/activation.md §6
+// steps 5-7). It returns both, base64.
+func (e *Engine) presentChain(ctx context.Context, uuid string, c *wsman.Client, chain *Chain, key *rsa.PrivateKey) (mcNonce, signature string, err error) {
+	var hb wsman.IPSHostBasedSetupService
+	if err := e.call(ctx, func(ctx context.Context) error { return c.Get(ctx, "IPS_HostBasedSetupService", &hb) }); err != nil {
+		return "", "", fmt.Errorf("read the configuration nonce: %w", err)
+	}
+	fwNonce, err := base64.StdEncoding.DecodeString(hb.ConfigurationNonce)
+	if err != nil || len(fwNonce) == 0 {
+		return "", "", fmt.Errorf("the device's ConfigurationNonce %q is not base64", hb.ConfigurationNonce)
+	}
+	if err := e.Store.Devices().SetState(ctx, uuid, StateActivating, "add-cert-chain", fmt.Sprintf("%d certificates", len(chain.Cert.Certificate)), false); err != nil {
+		return "", "", err
+	}
+	n := len(chain.Cert.Certificate)
+	for i, der := range chain.Cert.Certificate {
+		in := wsman.AddNextCertInChainInput{NextCertificate: base64.StdEncoding.EncodeToString(der), IsLeafCertificate: i == 0, IsRootCertificate: i == n-1}
+		if err := e.call(ctx, func(ctx context.Context) error {
+			return c.Invoke(ctx, "IPS_HostBasedSetupService", "AddNextCertInChain", in.Params(), nil)
+		}); err != nil {
+			//lint:ignore ST1005 RPS's text
+			return "", "", fmt.Errorf("Error while adding the certificates to AMT: certificate %d of %d: %w", i+1, n, err)
+		}
+	}
+	mc := make([]byte, 20)
+	if _, err := rand.Read(mc); err != nil {
+		return "", "", err
+	}
+	sum := sha256.Sum256(append(slices.Clone(fwNonce), mc...))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	if err != nil {
+		return "", "", fmt.Errorf("sign the nonces: %w", err)
+	}
+	return base64.StdEncoding.EncodeToString(mc), base64.StdEncoding.EncodeToString(sig), nil
+}
+
+// UpgradeToACM moves a device in client control mode to admin control mode
+// through dial with UpgradeClientToAdmin, in an admin session with the
+// stored password (spec/activation.md §7); then the MEBx password, sealed
+// as pending first, is set and promoted. The admin password is unchanged.
+func (e *Engine) UpgradeToACM(ctx context.Context, uuid, host string, dial wsman.Dialer, admin secret.Value, chain *Chain) (err error) {
+	key, ok := chain.Cert.PrivateKey.(*rsa.PrivateKey)
+	if !ok {
+		return fmt.Errorf("domain %s: the provisioning key is %T; AMT takes RSA only", chain.Suffix, chain.Cert.PrivateKey)
+	}
+	devs, secrets := e.Store.Devices(), e.Store.Secrets()
+	defer func() {
+		if err != nil {
+			e.count("failed")
+			_ = devs.SetState(context.WithoutCancel(ctx), uuid, StateFailed, "error", err.Error(), true)
+		}
+	}()
+	if err := devs.SetState(ctx, uuid, StateActivating, StepConnect, "agent, upgrade to admin control mode, domain "+chain.Suffix, false); err != nil {
+		return err
+	}
+	c := wsman.NewClient(dial, wsman.Credentials{Host: host, Username: adminUser, Password: admin})
+	mebx, err := pendingOrNewLen(ctx, secrets, uuid, store.MEBx, passwordLen, "agent upgrade to ACM")
+	if err != nil {
+		return err
+	}
+	defer mebx.Wipe()
+	mc, sig, err := e.presentChain(ctx, uuid, c, chain, key)
+	if err != nil {
+		return err
+	}
+	if err := devs.SetState(ctx, uuid, StateActivating, "upgrade-client-to-admin", "", false); err != nil {
+		return err
+	}
+	upErr := e.call(ctx, func(ctx context.Context) error {
+		return c.Invoke(ctx, "IPS_HostBasedSetupService", "UpgradeClientToAdmin",
+			wsman.UpgradeClientToAdminInput{McNonce: mc, SigningAlgorithm: 2, DigitalSignature: sig}.Params(), nil)
+	})
+	var re *wsman.ReturnError
+	if errors.As(upErr, &re) {
+		return fmt.Errorf("UpgradeClientToAdmin: %w", upErr)
+	}
+	if err := e.verifyMode(ctx, dial, host, admin, ModeACM); err != nil {
+		if upErr != nil {
+			return fmt.Errorf("UpgradeClientToAdmin: %w (and the device does not report admin control mode: %v)", upErr, err)
+		}
+		return fmt.Errorf("verify: %w", err)
+	}
+	if err := devs.SetState(ctx, uuid, StateActivating, StepMEBx, "", false); err != nil {
+		return err
+	}
+	if err := e.call(ctx, func(ctx context.Context) error {
+		return c.Invoke(ctx, "AMT_SetupAndConfigurationService", "SetMEBxPassword", wsman.SetMEBxPasswordInput{Password: mebx}.Params(), nil)
+	}); err != nil {
+		return fmt.Errorf("set the MEBx password: %w", err)
+	}
+	if err := e.promoteMode(ctx, uuid, ModeACM); err != nil {
+		return err
+	}
+	e.count("upgraded")
 	return nil
 }

@@ -176,8 +176,12 @@ func (a *AgentServer) serve(ws *websocket.Conn) {
 	switch cmd.Name {
 	case rps.MethodActivate:
 		res, err = a.activate(ctx, s, cmd, p, uuid)
+	case rps.MethodDeactivate:
+		res, err = a.deactivate(ctx, s, cmd, p, uuid)
+	case rps.MethodMaintenance:
+		res, err = a.maintenance(ctx, s, cmd, p, uuid)
 	default:
-		err = fmt.Errorf("amtd: %s is not offered by this appliance yet; use activate", cmd.Name)
+		err = fmt.Errorf("amtd: %s is not offered by this appliance", cmd.Name)
 	}
 	if err != nil {
 		a.count(cmd.Name, "failed")
@@ -283,16 +287,21 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 			}
 			return rps.Result{Status: "Admin control mode."}, nil
 		case rps.ModeCCM:
-			return rps.Result{}, errors.New("amtd: the device is in client control mode; the upgrade to admin control mode is not offered by this appliance yet")
+			// The upgrade runs as admin: the agent gives the stored password.
+			if err := a.Engine.checkStoredPassword(ctx, uuid, p.Password.Value); err != nil {
+				return rps.Result{}, err
+			}
+			chain, err := a.pickChain(ctx, p)
+			if err != nil {
+				return rps.Result{}, err
+			}
+			res.Status = "Failed to upgrade to admin control mode."
+			if err := a.Engine.UpgradeToACM(ctx, uuid, host, s.dial, p.Password.Value, chain); err != nil {
+				return res, err
+			}
+			return a.configure(ctx, s, uuid, host, ps, rps.Result{Status: "Upgraded to admin control mode."})
 		}
-		if a.Chains == nil {
-			return rps.Result{}, errors.New("amtd: no provisioning certificates are configured for agents")
-		}
-		chains, err := a.Chains.Chains(ctx)
-		if err != nil {
-			return rps.Result{}, err
-		}
-		chain, err := pickChainForAgent(chains, p.FQDN, p.CertHashes)
+		chain, err := a.pickChain(ctx, p)
 		if err != nil {
 			return rps.Result{}, err
 		}
@@ -303,6 +312,18 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 	default:
 		return rps.Result{}, fmt.Errorf("profile %s: mode %q: want ccm or acm", cmd.Profile, ps.Mode)
 	}
+}
+
+// pickChain finds the domain chain for an ACM agent request.
+func (a *AgentServer) pickChain(ctx context.Context, p *rps.Payload) (*Chain, error) {
+	if a.Chains == nil {
+		return nil, errors.New("amtd: no provisioning certificates are configured for agents")
+	}
+	chains, err := a.Chains.Chains(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pickChainForAgent(chains, p.FQDN, p.CertHashes)
 }
 
 // configure runs the profile's configuration through the agent and says
@@ -399,4 +420,64 @@ func (e *Engine) ActivateCCM(ctx context.Context, uuid, host string, dial wsman.
 	e.count("activated")
 	e.log().Info("activated in client control mode", "dev", uuid)
 	return nil
+}
+
+// deactivate runs `rpc deactivate --password PW`: the password must be the
+// stored one; forced deactivation (-f, without it) is refused
+// (spec/rpc-protocol.md §10). Unprovision(1) as admin; the device record
+// says deactivated; the stored passwords stay, in case the device did not.
+func (a *AgentServer) deactivate(ctx context.Context, s *agentSession, cmd rps.Command, p *rps.Payload, uuid string) (rps.Result, error) {
+	if cmd.Force && cmd.Password.IsZero() {
+		return rps.Result{}, errors.New("amtd: forced deactivation is not allowed on this appliance; give the AMT password (rpc deactivate --password)")
+	}
+	pw := cmd.Password
+	if pw.IsZero() {
+		pw = p.Password.Value
+	}
+	if err := a.Engine.checkStoredPassword(ctx, uuid, pw); err != nil {
+		return rps.Result{}, err
+	}
+	host := uuid + ":16992"
+	c := wsman.NewClient(s.dial, wsman.Credentials{Host: host, Username: adminUser, Password: pw})
+	if err := a.Engine.call(ctx, func(ctx context.Context) error {
+		return c.Invoke(ctx, "AMT_SetupAndConfigurationService", "Unprovision", wsman.UnprovisionInput{ProvisioningMode: 1}.Params(), nil)
+	}); err != nil {
+		return rps.Result{Status: "Deactivation failed."}, err
+	}
+	devs := a.Engine.Store.Devices()
+	if d, err := devs.Get(ctx, uuid); err == nil {
+		d.ControlMode, d.NextAction = ModePreProvisioning, ""
+		_ = devs.Put(ctx, d)
+	}
+	_ = devs.SetState(ctx, uuid, "deactivated", "unprovision", "by agent", false)
+	return rps.Result{Status: "Deactivated"}, nil
+}
+
+// maintenance runs `rpc maintenance -password PW --TASK`: synctime sets AMT's
+// clock; changepassword gives the device a new admin password (the one
+// given, if it meets AMT's rule, else a random one), sealed as pending first
+// and promoted after a login with it (spec/activation.md §10).
+func (a *AgentServer) maintenance(ctx context.Context, s *agentSession, cmd rps.Command, p *rps.Payload, uuid string) (rps.Result, error) {
+	pw := cmd.Password
+	if pw.IsZero() {
+		pw = p.Password.Value
+	}
+	if err := a.Engine.checkStoredPassword(ctx, uuid, pw); err != nil {
+		return rps.Result{}, err
+	}
+	host := uuid + ":16992"
+	c := wsman.NewClient(s.dial, wsman.Credentials{Host: host, Username: adminUser, Password: pw})
+	switch cmd.Task {
+	case rps.TaskSyncTime:
+		if err := a.Engine.call(ctx, func(ctx context.Context) error { return a.Engine.syncClock(ctx, c) }); err != nil {
+			return rps.Result{Status: "Time synchronization failed."}, err
+		}
+		return rps.Result{Status: "Time synchronized."}, nil
+	case rps.TaskChangePassword:
+		if err := a.Engine.ChangeAdminPassword(ctx, uuid, host, s.dial, pw, cmd.NewPassword); err != nil {
+			return rps.Result{Status: "Password change failed."}, err
+		}
+		return rps.Result{Status: "Password changed."}, nil
+	}
+	return rps.Result{}, fmt.Errorf("amtd: maintenance --%s is not offered by this appliance yet (synctime and changepassword are)", cmd.Task)
 }

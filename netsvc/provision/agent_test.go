@@ -192,7 +192,7 @@ func TestAgentRefuses(t *testing.T) {
 		{"wrong token", "activate --profile site-ccm", "guess", nil, "not enrolled"},
 		{"unknown profile", "activate --profile nope", enrolToken, nil, "nope does not match list of available AMT profiles"},
 		{"bad payload", "activate --profile site-ccm", enrolToken, func(p *rps.Payload) { p.Build = "" }, "Invalid payload from client"},
-		{"deactivate", "deactivate --password Adm1n!pass", enrolToken, nil, "deactivate is not offered"},
+		{"deactivate unknown device", "deactivate --password Adm1n!pass", enrolToken, nil, "AMT password DOES NOT match stored version"},
 		{"garbage command", "frobnicate", enrolToken, nil, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -314,5 +314,73 @@ func TestAgentActivatesACM(t *testing.T) {
 	}
 	if _, err := r.store.Secrets().Current(ctx, other.UUID.String(), store.AMTAdmin); err == nil {
 		t.Fatal("a current admin password was stored for a device that refused AdminSetup")
+	}
+}
+
+// A CCM device goes to ACM with an ACM profile (UpgradeClientToAdmin), then
+// gets a new admin password by maintenance, and is deactivated.
+func TestAgentUpgradeMaintainDeactivate(t *testing.T) {
+	r := newAgentRig(t)
+	chain := newChain(t, "corp.example.com")
+	r.srv.Chains = ChainList{{Suffix: "corp.example.com", Cert: chain.cert, Root: chain.root}}
+	ctx := context.Background()
+	if err := r.store.Profiles().Put(ctx, store.Profile{Name: "site-acm", Settings: json.RawMessage(`{"mode":"acm"}`)}, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	d, err := amtsim.New(amtsim.Config{Net: amtsim.NetIdentity{Suffix: "corp.example.com"}, ExtraRootHashes: []amtsim.RootHash{chain.rootHash()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuid := d.UUID.String()
+	if m := fakeRPC(t, r.url, "activate --profile site-ccm", enrolToken, d, nil); m.Method != rps.MethodSuccess {
+		t.Fatalf("ccm: %q", m.Message)
+	}
+	admin, _ := r.store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	withAdmin := func(pw secret.Value) func(*rps.Payload) {
+		return func(p *rps.Payload) {
+			p.Password, p.CertHashes = rps.Password{Value: pw}, []string{chain.rootHash().Hex}
+		}
+	}
+	m := fakeRPC(t, r.url, "activate --profile site-acm", enrolToken, d, withAdmin(admin))
+	if m.Method != rps.MethodSuccess || status(t, m) != "Upgraded to admin control mode." || d.ControlMode() != amtsim.ModeACM {
+		t.Fatalf("upgrade: %s %q mode %d", m.Method, m.Message, d.ControlMode())
+	}
+	mebx, err := r.store.Secrets().Current(ctx, uuid, store.MEBx)
+	if err != nil || d.Snapshot().MEBxPassword != mebx.RevealString() {
+		t.Fatalf("MEBx after upgrade: %v", err)
+	}
+
+	m = fakeRPC(t, r.url, "maintenance -password "+admin.RevealString()+" --changepassword", enrolToken, d, withAdmin(admin))
+	if m.Method != rps.MethodSuccess || status(t, m) != "Password changed." {
+		t.Fatalf("changepassword: %s %q", m.Method, m.Message)
+	}
+	newAdmin, _ := r.store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	if newAdmin.Equal(admin) {
+		t.Fatal("the stored admin password did not change")
+	}
+	if err := r.srv.Engine.verifyMode(ctx, localDial(d), uuid+":16992", newAdmin, ModeACM); err != nil {
+		t.Fatalf("the new password does not open the device: %v", err)
+	}
+	if err := r.srv.Engine.verifyMode(ctx, localDial(d), uuid+":16992", admin, ModeACM); err == nil {
+		t.Fatal("the old password still opens the device")
+	}
+	m = fakeRPC(t, r.url, "maintenance -password "+newAdmin.RevealString()+" --synctime", enrolToken, d, withAdmin(newAdmin))
+	if m.Method != rps.MethodSuccess || status(t, m) != "Time synchronized." {
+		t.Fatalf("synctime: %s %q", m.Method, m.Message)
+	}
+	m = fakeRPC(t, r.url, "maintenance -password "+admin.RevealString()+" --synctime", enrolToken, d, withAdmin(admin))
+	if m.Method != rps.MethodError || !strings.Contains(m.Message, "DOES NOT match") {
+		t.Fatalf("maintenance with the old password: %s %q", m.Method, m.Message)
+	}
+
+	if m := fakeRPC(t, r.url, "deactivate -f", enrolToken, d, nil); m.Method != rps.MethodError || !strings.Contains(m.Message, "forced deactivation is not allowed") {
+		t.Fatalf("forced deactivate: %s %q", m.Method, m.Message)
+	}
+	m = fakeRPC(t, r.url, "deactivate --password "+newAdmin.RevealString(), enrolToken, d, withAdmin(newAdmin))
+	if m.Method != rps.MethodSuccess || status(t, m) != "Deactivated" || d.ControlMode() != amtsim.ModePreProvisioning {
+		t.Fatalf("deactivate: %s %q mode %d", m.Method, m.Message, d.ControlMode())
+	}
+	if rec, _ := r.store.Devices().Get(ctx, uuid); rec.ProvisioningState != "deactivated" || rec.ControlMode != 0 {
+		t.Fatalf("record %+v", rec)
 	}
 }

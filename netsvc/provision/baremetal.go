@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"amtd/amt/digest"
+	"amtd/amt/password"
 	"amtd/amt/wsman"
 	"amtd/metrics"
 	"amtd/secret"
@@ -412,4 +413,46 @@ func (e *Engine) resume(ctx context.Context, t Target, log *slog.Logger) (Result
 		return Result{Resumed: true}, nil
 	}
 	return Result{}, errors.Join(errs...)
+}
+
+// ChangeAdminPassword gives an activated device a new admin password
+// through dial: newPW if set (it must meet AMT's rule), else a random one.
+// It is sealed as pending before SetAdminAclEntryEx and promoted only after
+// a login with it; until then the current one stays current.
+func (e *Engine) ChangeAdminPassword(ctx context.Context, uuid, host string, dial wsman.Dialer, current, newPW secret.Value) error {
+	secrets := e.Store.Secrets()
+	if !newPW.IsZero() {
+		if err := password.Check(newPW.RevealString()); err != nil {
+			return err
+		}
+		if err := secrets.SetPending(ctx, uuid, store.AMTAdmin, newPW, "changepassword"); err != nil {
+			return err
+		}
+	}
+	pw, err := pendingOrNewLen(ctx, secrets, uuid, store.AMTAdmin, passwordLen, "changepassword")
+	if err != nil {
+		return err
+	}
+	defer pw.Wipe()
+	c := wsman.NewClient(dial, wsman.Credentials{Host: host, Username: adminUser, Password: current})
+	var gs wsman.AMTGeneralSettings
+	if err := e.call(ctx, func(ctx context.Context) error { return c.Get(ctx, "AMT_GeneralSettings", &gs) }); err != nil {
+		return err
+	}
+	in := wsman.SetAdminAclEntryExInput{Username: adminUser, DigestPassword: digest.HA1Base64(adminUser, gs.DigestRealm, pw)}
+	setErr := e.call(ctx, func(ctx context.Context) error {
+		return c.Invoke(ctx, "AMT_AuthorizationService", "SetAdminAclEntryEx", in.Params(), nil)
+	})
+	var hb wsman.IPSHostBasedSetupService
+	nc := wsman.NewClient(dial, wsman.Credentials{Host: host, Username: adminUser, Password: pw})
+	if err := e.call(ctx, func(ctx context.Context) error { return nc.Get(ctx, "IPS_HostBasedSetupService", &hb) }); err != nil {
+		if setErr != nil {
+			return fmt.Errorf("SetAdminAclEntryEx: %w", setErr)
+		}
+		return fmt.Errorf("the new password does not open the device: %w", err)
+	}
+	if err := secrets.Promote(ctx, uuid, store.AMTAdmin); err != nil {
+		return err
+	}
+	return e.Store.Devices().SetState(ctx, uuid, StateActivated, "changepassword", "admin password changed", false)
 }
