@@ -17,6 +17,7 @@ deps:
 build:
 	@if [ "$$($(GO) env CGO_ENABLED)" != 1 ]; then echo "amtd needs cgo (go-sqlite3): set CGO_ENABLED=1 and install gcc" >&2; exit 1; fi
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/amtd ./cmd/amtd
+	$(GO) build -trimpath -o bin/amtsim ./cmd/amtsim
 
 test: deps build lint
 	$(GO) test -race -count=1 -timeout 45m ./...

@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# make demo: a development site in a temporary directory. amtd starts from a
-# generated configuration, becomes READY, reports its status, reloads, and
-# stops cleanly on SIGTERM. The Makefile builds bin/amtd first; this script
-# builds nothing. Works as root on a fresh Debian 12 (the config sets
-# AllowRoot=yes, which the packaged unit never needs: it runs as User=amtd).
+# make demo: a simulated site in a temporary directory. amtd starts from a
+# generated configuration with DNS and provisioning; the site's provisioning
+# certificate is added with `amtd domain add`; simulated AMT devices in Setup
+# Mode (amtsim) look up ProvisionServer through amtd's DNS, send their hellos,
+# and are activated in admin control mode; `amtd devices` lists them; amtd
+# reloads and stops cleanly on SIGTERM. The Makefile builds bin/amtd and
+# bin/amtsim first; this script builds nothing. Works as root on a fresh
+# Debian 12 (the config sets AllowRoot=yes, which the packaged unit never
+# needs: it runs as User=amtd). DEVICES sets the fleet size (default 5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AMTD=${AMTD:-$PWD/bin/amtd}
-if [ ! -x "$AMTD" ]; then
-	echo "demo: $AMTD is missing; run 'make demo' (it builds it) or 'make build'" >&2
-	exit 1
-fi
+AMTSIM=${AMTSIM:-$PWD/bin/amtsim}
+DEVICES=${DEVICES:-5}
+for b in "$AMTD" "$AMTSIM"; do
+	if [ ! -x "$b" ]; then
+		echo "demo: $b is missing; run 'make demo' (it builds it) or 'make build'" >&2
+		exit 1
+	fi
+done
 
 dir=$(mktemp -d /tmp/amtd-demo.XXXXXX)
 pid=
+simpid=
 cleanup() {
+	if [ -n "$simpid" ] && kill -0 "$simpid" 2>/dev/null; then kill -KILL "$simpid" 2>/dev/null || true; fi
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
 	rm -rf "$dir"
 }
@@ -52,10 +62,44 @@ Range=127.0.0.100-127.0.0.200
 [DNS]
 Enable=yes
 Listen=127.0.0.1:10053
+RateLimit=0
+
+[Provisioning]
+Enable=yes
+HelloListen=127.0.0.1:19971
 CONF
+
+# The site's provisioning certificate. A real site buys one for its domain
+# (or uses amtd's own root with a USB key); the demo makes one with openssl:
+# a root, and a leaf for the domain with serverAuth and Intel's AMT
+# provisioning OID (spec/activation.md §12).
+make_pfx() {
+	local t=$dir/pki
+	mkdir -p "$t"
+	cat >"$t/ext.cnf" <<'CNF'
+[root]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+[leaf]
+basicConstraints = CA:FALSE
+keyUsage = digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth, 2.16.840.1.113741.1.2.3
+CNF
+	openssl req -x509 -newkey rsa:2048 -nodes -keyout "$t/root.key" -subj "/O=amtd demo/CN=amtd demo root" -days 365 \
+		-sha256 -extensions root -config <(printf '[req]\ndistinguished_name=dn\n[dn]\n'; cat "$t/ext.cnf") -out "$t/root.pem" 2>/dev/null
+	openssl req -new -newkey rsa:2048 -nodes -keyout "$t/leaf.key" -subj "/O=amtd demo/CN=amtprov.demo.amtd.test" -out "$t/leaf.csr" 2>/dev/null
+	openssl x509 -req -in "$t/leaf.csr" -CA "$t/root.pem" -CAkey "$t/root.key" -set_serial 2 -sha256 -days 365 \
+		-extfile "$t/ext.cnf" -extensions leaf -out "$t/leaf.pem" 2>/dev/null
+	echo "demo-pfx-password" >"$t/password"
+	openssl pkcs12 -export -inkey "$t/leaf.key" -in "$t/leaf.pem" -certfile "$t/root.pem" -passout file:"$t/password" -out "$dir/site.pfx"
+	openssl x509 -in "$t/root.pem" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1 >"$t/root.sha256"
+}
 
 echo "== demo site in $dir"
 "$AMTD" store init --generate-key -c "$dir/amtd.conf"
+make_pfx
+echo "== amtd domain add demo.amtd.test --pfx site.pfx"
+"$AMTD" domain add demo.amtd.test --pfx "$dir/site.pfx" --password-file "$dir/pki/password" -c "$dir/amtd.conf"
 
 echo "== starting amtd"
 "$AMTD" run -c "$dir/amtd.conf" 2>"$dir/amtd.log" &
@@ -90,6 +134,34 @@ else
 fi
 
 echo
+echo "== $DEVICES simulated AMT devices in Setup Mode (amtsim): they trust the site's root, look up"
+echo "   ProvisionServer.demo.amtd.test through amtd's DNS and send their hellos to it"
+"$AMTSIM" -count "$DEVICES" -seed demo -addr-base 127.0.2.1 -remote-config -root-hash "$(cat "$dir/pki/root.sha256")" \
+	-dns 127.0.0.1:10053 -suffix demo.amtd.test -hello-port 19971 -hello-interval 2s -state-dir "$dir/devices" \
+	2>"$dir/amtsim.log" &
+simpid=$!
+activated=0
+for i in $(seq 1 120); do
+	activated=$("$AMTD" devices --json -c "$dir/amtd.conf" 2>/dev/null | grep -c '"ProvisioningState": "activated"' || true)
+	printf '\r   %d of %d devices activated (%ds)' "$activated" "$DEVICES" "$i"
+	if [ "$activated" -ge "$DEVICES" ]; then break; fi
+	if ! kill -0 "$simpid" 2>/dev/null; then echo; echo "demo: amtsim exited:" >&2; cat "$dir/amtsim.log" >&2; exit 1; fi
+	sleep 1
+done
+echo
+echo "== amtd devices"
+"$AMTD" devices -c "$dir/amtd.conf"
+if [ "$activated" -lt "$DEVICES" ]; then
+	echo "demo: FAILED: $activated of $DEVICES devices activated in 120 s" >&2
+	tail -n 50 "$dir/amtd.log" >&2
+	exit 1
+fi
+first=$("$AMTD" devices --json -c "$dir/amtd.conf" | grep -m1 '"UUID"' | cut -d'"' -f4)
+echo
+echo "== amtd devices history $first"
+"$AMTD" devices history "$first" -c "$dir/amtd.conf"
+
+echo
 echo "== reload (SIGHUP)"
 kill -HUP "$pid"
 for _ in $(seq 1 50); do
@@ -99,7 +171,10 @@ done
 "$AMTD" status -c "$dir/amtd.conf" | grep 'last reload'
 
 echo
-echo "== stopping amtd (SIGTERM)"
+echo "== stopping the devices and amtd (SIGTERM)"
+kill -TERM "$simpid" 2>/dev/null || true
+wait "$simpid" 2>/dev/null || true
+simpid=
 kill -TERM "$pid"
 set +e
 wait "$pid"
