@@ -5,6 +5,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,17 +237,30 @@ func TestUDPSlowPathFull(t *testing.T) {
 	}
 }
 
-// TestUDPCloseLeavesNothing: Close ends the readers and the forwarded
-// queries still waiting on a silent upstream; no goroutine of the loop is
-// left, and the registry's socket still serves a successor.
+// TestUDPCloseLeavesNothing: Close ends the readers and cancels the
+// forwarded queries still waiting on a silent upstream; no goroutine of the
+// loop is left, and the registry's socket still serves a successor.
 func TestUDPCloseLeavesNothing(t *testing.T) {
 	silent, err := net.ListenPacket("udp", "127.0.0.2:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer silent.Close()
+	var heard atomic.Int64 // queries the silent upstream has read
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, _, err := silent.ReadFrom(buf); err != nil {
+				return
+			}
+			heard.Add(1)
+		}
+	}()
 	cfg := baseConfig()
-	cfg.DNS.Upstreams = []string{silent.LocalAddr().String()}
+	// Asked in turn, upstreamTimeout each, up to forwardTimeout: the
+	// forwards are still waiting when Close comes.
+	a := silent.LocalAddr().String()
+	cfg.DNS.Upstreams = []string{a, a, a}
 	h := startService(t, cfg, nil)
 	c := dialService(t, "127.0.0.1", h.addr)
 	u := h.svc.servers.udp
@@ -254,7 +268,9 @@ func TestUDPCloseLeavesNothing(t *testing.T) {
 		b, _ := query(uint16(30+i), fmt.Sprintf("q%d.example.org.", i), dns.TypeA, 0).Pack()
 		c.send(b)
 	}
-	eventually(t, 10*time.Second, "five forwarded queries in flight", func() bool { return len(u.slow) == 5 })
+	eventually(t, 10*time.Second, "five forwarded queries waiting on the upstream", func() bool {
+		return len(u.slow) == 5 && heard.Load() >= 5
+	})
 	if n := loopGoroutines(); n == 0 {
 		t.Fatal("no goroutine of the UDP loop found while serving: the check below cannot fail")
 	}
@@ -262,6 +278,18 @@ func TestUDPCloseLeavesNothing(t *testing.T) {
 	eventually(t, 10*time.Second, "the UDP loop's goroutines to end", func() bool { return loopGoroutines() == 0 })
 	if len(u.slow) != 0 {
 		t.Fatalf("%d slow-path slots still held after Close", len(u.slow))
+	}
+	// Cancelled, the exchange ends on its closed socket; otherwise it would
+	// have waited out its timeout ("i/o timeout").
+	cancelled := false
+	for line := range strings.Lines(h.logs.String()) {
+		if strings.Contains(line, "forwarding failed") && strings.Contains(line, "context canceled (read udp") &&
+			strings.Contains(line, "use of closed network connection") {
+			cancelled = true
+		}
+	}
+	if !cancelled {
+		t.Fatalf("the waiting forwards were not cancelled by Close:\n%s", h.logs.String())
 	}
 	h.start(t)
 	if got := answers(h.dig(t, "ProvisionServer.site.test", "A")); len(got) != 1 {
