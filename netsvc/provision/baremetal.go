@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"amtd/amt/digest"
@@ -242,8 +243,12 @@ func (e *Engine) ActivateACM(ctx context.Context, t Target, chain tls.Certificat
 	if version == "" {
 		return res, errors.New("the device reported no AMT version (CIM_SoftwareIdentity InstanceID=AMT)")
 	}
-	if d, err := devs.Get(ctx, uuid); err == nil && d.AMTVersion != version {
+	if d, err := devs.Get(ctx, uuid); err == nil {
 		d.AMTVersion = version
+		// Where amtd reached it: the address its hello came from.
+		if ap, err := netip.ParseAddrPort(t.Addr); err == nil {
+			d.Addresses = []netip.Addr{ap.Addr()}
+		}
 		if err := devs.Put(ctx, d); err != nil {
 			return res, err
 		}

@@ -179,7 +179,7 @@ func TestActivateACM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.ProvisioningState != StateActivated || d.ControlMode != ModeACM || d.AMTVersion == "" || d.LastError != "" {
+	if d.ProvisioningState != StateActivated || d.ControlMode != ModeACM || d.AMTVersion == "" || d.LastError != "" || len(d.Addresses) != 1 || d.Addresses[0].String() != "127.0.0.1" {
 		t.Fatalf("device record %+v", d)
 	}
 	want := []string{"activating/connect", "activating/passwords-sealed", "activating/set-mebx-password", "activating/set-admin-acl",
