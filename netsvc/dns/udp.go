@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -181,6 +182,11 @@ func (u *udpServer) read(bc batchConn) {
 func (u *udpServer) handle(w *udpWorker, bc batchConn, in, out *ipv4.Message, buf []byte) bool {
 	from, ok := in.Addr.(*net.UDPAddr)
 	if !ok {
+		return false
+	}
+	if in.Flags&syscall.MSG_TRUNC != 0 {
+		// Longer than udpReadBuffer: what was read is not the message.
+		u.s.dropMalformed.Inc()
 		return false
 	}
 	pkt := in.Buffers[0][:in.N]

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -161,6 +162,7 @@ func TestUDPMalformed(t *testing.T) {
 		good[:12],          // header says one question; none follows
 		good[:len(good)-3], // question cut short
 		loop,
+		append(slices.Clone(good), make([]byte, udpReadBuffer)...), // longer than any query
 	}
 	for _, b := range malformed {
 		c.send(b)
