@@ -8,6 +8,7 @@ import (
 	"amtd/daemon/config"
 	"amtd/daemon/control"
 	"amtd/netsvc"
+	"amtd/netsvc/cira"
 	"amtd/netsvc/dhcp"
 	"amtd/netsvc/dns"
 	"amtd/netsvc/provision"
@@ -36,6 +37,9 @@ func DefaultServices() []Spec {
 		{Name: "dhcp", Enabled: func(c *config.Config) bool { return c.DHCP.Enable }, New: newDHCP},
 		// Provisioning after DHCP and DNS: devices find it through them.
 		{Name: "provisioning", Enabled: func(c *config.Config) bool { return c.Provisioning.Enable }, New: newProvisioning},
+		// CIRA last: its links outlive reloads (it implements Reloader), and
+		// devices dial it only once provisioning has configured them.
+		{Name: "cira", Enabled: func(c *config.Config) bool { return c.CIRA.Enable }, New: newCIRA},
 	}
 }
 
@@ -45,6 +49,10 @@ func newDNS(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
 
 func newRegistrar(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
 	return dns.NewRegistrar(cfg, deps)
+}
+
+func newCIRA(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
+	return cira.New(cfg, deps)
 }
 
 func newDHCP(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
