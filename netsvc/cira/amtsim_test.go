@@ -34,6 +34,7 @@ type site struct {
 	ca   *pki.CA
 	svc  *Service
 	addr string
+	log  string // the service's log file
 }
 
 func newSite(t *testing.T, mod func(*config.Config)) *site {
@@ -70,7 +71,7 @@ func newSite(t *testing.T, mod func(*config.Config)) *site {
 	if err := svc.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s := &site{t: t, st: st, opts: opts, ca: ca, svc: svc, addr: svc.ln.Addr().String()}
+	s := &site{t: t, st: st, opts: opts, ca: ca, svc: svc, addr: svc.ln.Addr().String(), log: lf.Name()}
 	t.Cleanup(func() {
 		if err := svc.Close(context.Background()); err != nil {
 			t.Error(err)
@@ -208,8 +209,8 @@ func TestAMTSimDevices(t *testing.T) {
 		t.Fatalf("after Close: %+v, %d connected", dev.CIRA, s.svc.ConnectedDevices())
 	}
 
-	// The MPS password never reaches the database file in clear.
-	for _, f := range []string{s.opts.Path, s.opts.Path + "-wal"} {
+	// The MPS password never reaches the log or the database file in clear.
+	for _, f := range []string{s.log, s.opts.Path, s.opts.Path + "-wal"} {
 		b, _ := os.ReadFile(f)
 		if strings.Contains(string(b), "Cira!Pass-0001") {
 			t.Fatalf("MPS password in clear in %s", f)
@@ -276,5 +277,59 @@ func TestAMTSimLegacyTLS(t *testing.T) {
 			}
 		}
 		d.StopCIRA()
+	}
+}
+
+// TestReloadKeepsLinks: a reload changes keep-alive settings and moves the
+// listener without dropping the device's link; a bad configuration changes
+// nothing.
+func TestReloadKeepsLinks(t *testing.T) {
+	s := newSite(t, nil)
+	uuid := newUUID(t, "4c4c4544-0042-3510-8052-b4c04f4e0021")
+	s.addDevice(uuid, "amtuserreload021", "Reload!Pass-021")
+	d := s.device(uuid, "16", "amtuserreload021", "Reload!Pass-021")
+	waitFor(t, "the link", func() bool { return d.CIRAConnected() && s.svc.ConnectedDevices() == 1 })
+	link := s.svc.reg.get(uuid.String())
+
+	bad := testConfig()
+	bad.CIRA.KeepAlive, bad.CIRA.IdleTimeout = 10*time.Second, 10*time.Second
+	if err := s.svc.Reload(context.Background(), bad); err == nil || !strings.Contains(err.Error(), "IdleTimeout") {
+		t.Fatalf("reload with IdleTimeout < 2×KeepAlive: %v", err)
+	}
+	if s.svc.settings.Load().idle != 3*time.Second {
+		t.Fatal("a refused reload changed the settings")
+	}
+
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newAddr := free.Addr().String()
+	free.Close()
+	cfg := testConfig()
+	cfg.CIRA.Listen, cfg.CIRA.KeepAlive, cfg.CIRA.IdleTimeout = newAddr, 2*time.Second, 6*time.Second
+	if err := s.svc.Reload(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	web, err := net.DialTimeout("tcp", newAddr, 10*time.Second)
+	if err != nil {
+		t.Fatalf("new listener: %v", err)
+	}
+	_, _ = web.Write([]byte("HEAD / HTTP/1.0\r\n\r\n"))
+	_ = web.SetDeadline(time.Now().Add(20 * time.Second))
+	line, _ := bufio.NewReader(web).ReadString('\n')
+	web.Close()
+	if line != "HTTP/1.1 200 OK\r\n" {
+		t.Fatalf("new listener answered %q", line)
+	}
+	if c, err := net.DialTimeout("tcp", s.addr, 10*time.Second); err == nil {
+		c.Close()
+		t.Fatal("the old listener still accepts")
+	}
+	// Keep-alives keep flowing on the old link under the new idle limit.
+	before := s.svc.keepalives.Value()
+	waitFor(t, "keep-alives after the reload", func() bool { return s.svc.keepalives.Value() >= before+3 })
+	if s.svc.reg.get(uuid.String()) != link || s.result(resultAuthenticated) != 1 {
+		t.Fatal("the reload dropped the link")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"amtd/metrics"
 	"amtd/store"
 )
 
@@ -18,6 +19,7 @@ type registry struct {
 	mu    sync.Mutex
 	links map[string]*session  // by UUID
 	dirty map[string]linkState // changed since the last flush, by UUID
+	gauge *metrics.Gauge       // links now; set by the service
 }
 
 // linkState is what is written for one device.
@@ -40,6 +42,7 @@ func (r *registry) add(s *session) (old *session) {
 	old = r.links[s.uuid]
 	r.links[s.uuid] = s
 	r.dirty[s.uuid] = s.stateLocked()
+	r.setGaugeLocked()
 	return old
 }
 
@@ -53,9 +56,16 @@ func (r *registry) remove(s *session, at time.Time) {
 		return
 	}
 	delete(r.links, s.uuid)
+	r.setGaugeLocked()
 	st := s.stateLocked()
 	st.connected, st.ports, st.lastDisconnected = false, nil, at
 	r.dirty[s.uuid] = st
+}
+
+func (r *registry) setGaugeLocked() {
+	if r.gauge != nil {
+		r.gauge.Set(float64(len(r.links)))
+	}
 }
 
 // touch records s's current state (a keep-alive, a bound port) for the next

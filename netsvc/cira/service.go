@@ -129,7 +129,7 @@ func New(cfg *config.Config, deps netsvc.Deps) (*Service, error) {
 		keepalives:  reg.Counter("amtd_cira_keepalives_total", "KEEPALIVE_REQUEST messages answered."),
 		storeErrors: reg.Counter("amtd_cira_store_errors_total", "Failed writes of CIRA link state to the store (retried at the next flush)."),
 	}
-	reg.GaugeFunc("amtd_cira_connected_devices", "Devices with an authenticated CIRA link now.", func() float64 { return float64(s.reg.count()) })
+	s.reg.gauge = reg.Gauge("amtd_cira_connected_devices", "Devices with an authenticated CIRA link now.")
 	s.settings.Store(st)
 	return s, nil
 }

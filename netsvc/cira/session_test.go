@@ -40,6 +40,9 @@ func TestLinkLifecycle(t *testing.T) {
 		if n := s.ConnectedDevices(); n != 1 {
 			t.Fatalf("ConnectedDevices = %d, want 1", n)
 		}
+		if g := s.reg.gauge.Value(); g != 1 {
+			t.Errorf("amtd_cira_connected_devices = %v, want 1", g)
+		}
 		if got := s.Status(); got != "1 device connected" {
 			t.Errorf("Status = %q", got)
 		}
@@ -82,6 +85,9 @@ func TestLinkLifecycle(t *testing.T) {
 		synctest.Wait()
 		if n := s.ConnectedDevices(); n != 0 {
 			t.Fatalf("ConnectedDevices = %d after the idle drop", n)
+		}
+		if g := s.reg.gauge.Value(); g != 0 {
+			t.Errorf("amtd_cira_connected_devices = %v after the drop", g)
 		}
 		if s.ended(endIdle) != 1 {
 			t.Errorf("idle disconnects = %v, want 1", s.ended(endIdle))
