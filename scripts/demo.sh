@@ -23,8 +23,10 @@ done
 dir=$(mktemp -d /tmp/amtd-demo.XXXXXX)
 pid=
 simpid=
+agentpid=
 cleanup() {
 	if [ -n "$simpid" ] && kill -0 "$simpid" 2>/dev/null; then kill -KILL "$simpid" 2>/dev/null || true; fi
+	if [ -n "$agentpid" ] && kill -0 "$agentpid" 2>/dev/null; then kill -KILL "$agentpid" 2>/dev/null || true; fi
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
 	rm -rf "$dir"
 }
@@ -67,6 +69,8 @@ RateLimit=0
 [Provisioning]
 Enable=yes
 HelloListen=127.0.0.1:19971
+AgentListen=127.0.0.1:18443
+AgentTokenFile=$dir/agent-token
 CONF
 
 # The site's provisioning certificate. A real site buys one for its domain
@@ -100,6 +104,9 @@ echo "== demo site in $dir"
 make_pfx
 echo "== amtd domain add demo.amtd.test --pfx site.pfx"
 "$AMTD" domain add demo.amtd.test --pfx "$dir/site.pfx" --password-file "$dir/pki/password" -c "$dir/amtd.conf"
+echo "== amtd agent-token and a CCM profile for rpc-go agents"
+"$AMTD" agent-token --out "$dir/agent-token" >/dev/null
+"$AMTD" profile add demo-ccm --mode ccm --no-cira -c "$dir/amtd.conf"
 
 echo "== starting amtd"
 "$AMTD" run -c "$dir/amtd.conf" 2>"$dir/amtd.log" &
@@ -140,6 +147,12 @@ echo "   ProvisionServer.demo.amtd.test through amtd's DNS and send their hellos
 	-dns 127.0.0.1:10053 -suffix demo.amtd.test -hello-port 19971 -hello-interval 2s -state-dir "$dir/devices" \
 	2>"$dir/amtsim.log" &
 simpid=$!
+echo "== 2 more hosts run rpc-go's remote mode (played by amtsim) against amtd's agent endpoint:"
+echo "   rpc activate -u wss://127.0.0.1:18443/activate --profile demo-ccm --tenantid TOKEN -n"
+"$AMTSIM" -count 2 -seed demo-agents -no-listen -rpc wss://127.0.0.1:18443/activate -rpc-command "activate --profile demo-ccm" \
+	-rpc-tenantid "$(cat "$dir/agent-token")" -rpc-skip-cert-check 2>"$dir/amtsim-agents.log" &
+agentpid=$!
+DEVICES=$((DEVICES + 2))
 activated=0
 for i in $(seq 1 120); do
 	activated=$("$AMTD" devices --json -c "$dir/amtd.conf" 2>/dev/null | grep -c '"ProvisioningState": "activated"' || true)
@@ -172,9 +185,9 @@ done
 
 echo
 echo "== stopping the devices and amtd (SIGTERM)"
-kill -TERM "$simpid" 2>/dev/null || true
-wait "$simpid" 2>/dev/null || true
-simpid=
+kill -TERM "$simpid" "$agentpid" 2>/dev/null || true
+wait "$simpid" "$agentpid" 2>/dev/null || true
+simpid= agentpid=
 kill -TERM "$pid"
 set +e
 wait "$pid"

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -58,6 +59,10 @@ type options struct {
 	remoteConfig  bool
 	rootHashes    string
 	setupBin      string
+	rpcURL        string
+	rpcCommand    string
+	rpcTenant     string
+	rpcInsecure   bool
 	helloPort     int
 	helloInterval time.Duration
 	helloAttempts int
@@ -97,6 +102,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.remoteConfig, "remote-config", false, "open remote configuration (hellos and the mutual-TLS setup session) in pre-provisioning")
 	fs.StringVar(&o.rootHashes, "root-hash", "", "user-added trusted root SHA-256 hashes, comma-separated hex (MEBx/USB)")
 	fs.StringVar(&o.setupBin, "setup-bin", "", "USB setup.bin each device boots with: device i takes the next unconsumed record (as firmware does) and the file is written back")
+	fs.StringVar(&o.rpcURL, "rpc", "", "run rpc-go's remote mode on each device's host against this server (wss://HOST:PORT/activate)")
+	fs.StringVar(&o.rpcCommand, "rpc-command", "activate --profile default", "the rpc-go command to send with -rpc")
+	fs.StringVar(&o.rpcTenant, "rpc-tenantid", "", "rpc-go's --tenantid (amtd's enrolment token) with -rpc")
+	fs.BoolVar(&o.rpcInsecure, "rpc-skip-cert-check", false, "rpc-go's -n: do not verify the server's certificate")
 	fs.IntVar(&o.helloPort, "hello-port", 9971, "port hellos are sent to (a setup.bin record's port wins)")
 	fs.DurationVar(&o.helloInterval, "hello-interval", amtsim.DefaultHelloSchedule.Interval, "first interval between hellos, doubling (a guess: the real schedule is unverified)")
 	fs.IntVar(&o.helloAttempts, "hello-attempts", amtsim.DefaultHelloSchedule.Attempts, "hellos per device at most")
@@ -218,6 +227,7 @@ func runFleet(ctx context.Context, o options, log *slog.Logger) error {
 		}
 	}()
 	addr := base
+	var devices []*amtsim.Device
 	for i := range o.count {
 		id := netID
 		if base.IsValid() {
@@ -241,6 +251,7 @@ func runFleet(ctx context.Context, o options, log *slog.Logger) error {
 			return err
 		}
 		closers = append(closers, d.StopCIRA)
+		devices = append(devices, d)
 		usb := false
 		if o.setupBin != "" {
 			res, err := d.ApplySetupBinFile(o.setupBin)
@@ -274,7 +285,33 @@ func runFleet(ctx context.Context, o options, log *slog.Logger) error {
 			go d.RunHellos(ctx, sched)
 		}
 	}
+	if o.rpcURL != "" {
+		runRPC(ctx, o, devices, log)
+	}
 	log.Info("amtsim running", "devices", o.count)
 	<-ctx.Done()
 	return nil
+}
+
+// runRPC plays rpc-go on every device's host, 16 at a time, and logs how
+// each session ended.
+func runRPC(ctx context.Context, o options, devices []*amtsim.Device, log *slog.Logger) {
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for _, d := range devices {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			m, err := d.RunRPC(ctx, amtsim.RPCOptions{URL: o.rpcURL, Command: o.rpcCommand, TenantID: o.rpcTenant, Insecure: o.rpcInsecure})
+			switch {
+			case err != nil:
+				log.Warn("rpc failed", "uuid", d.UUID.String(), "err", err)
+			case m.Method == "success":
+				log.Info("rpc success", "uuid", d.UUID.String(), "result", m.Message)
+			default:
+				log.Warn("rpc error", "uuid", d.UUID.String(), "message", m.Message)
+			}
+		})
+	}
+	wg.Wait()
 }

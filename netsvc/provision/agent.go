@@ -123,13 +123,15 @@ func (a *AgentServer) serve(ws *websocket.Conn) {
 		log.Warn("agent refused", "command", cmd, "why", text)
 		_ = s.send(s.srv.Error(text))
 	}
-	if len(a.AllowFrom) > 0 && !slices.ContainsFunc(a.AllowFrom, func(p netip.Prefix) bool { return p.Contains(src) }) {
-		fail("-", "amtd: agents are not accepted from "+src.String()+"; the appliance's [Provisioning] AgentAllowFrom= lists where they may connect from")
-		return
-	}
 	m, err := s.recv(time.Now().Add(agentFirstMessage))
 	if err != nil {
 		log.Info("agent: no command", "err", err)
+		return
+	}
+	// Checked after the first message, so that rpc-go, which writes its
+	// command before reading, gets the reason instead of a broken pipe.
+	if len(a.AllowFrom) > 0 && !slices.ContainsFunc(a.AllowFrom, func(p netip.Prefix) bool { return p.Contains(src) }) {
+		fail("-", "amtd: agents are not accepted from "+src.String()+"; the appliance's [Provisioning] AgentAllowFrom= lists where they may connect from")
 		return
 	}
 	if v, err := rps.ParseVersion(m.ProtocolVersion); err != nil || !rps.Compatible(rps.Version{Major: 4}, v) {
@@ -163,7 +165,14 @@ func (a *AgentServer) serve(ws *websocket.Conn) {
 		fail(cmd.Name, "amtd: another agent session for device "+uuid+" is running")
 		return
 	}
-	defer a.release(uuid)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			a.release(uuid)
+		}
+	}
+	defer release()
 	log.Info("agent command", "ver", p.Ver, "mode", p.CurrentMode)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -183,6 +192,9 @@ func (a *AgentServer) serve(ws *websocket.Conn) {
 	default:
 		err = fmt.Errorf("amtd: %s is not offered by this appliance", cmd.Name)
 	}
+	// The device is free again before the agent hears the end, so the
+	// agent's next command never finds its own session still claimed.
+	release()
 	if err != nil {
 		a.count(cmd.Name, "failed")
 		log.Warn("agent command failed", "err", err)

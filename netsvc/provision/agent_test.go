@@ -1,12 +1,9 @@
 package provision
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http/httptest"
 	"net/netip"
@@ -34,74 +31,15 @@ func localDial(d *amtsim.Device) func(context.Context) (net.Conn, error) {
 	}
 }
 
-// fakeRPC is rpc-go's remote mode as spec/rpc-protocol.md §1-§7 describes
-// it: it sends the command and payload, relays every wsman request to the
-// device's LMS side and returns its raw response, and stops at success or
-// error, which it returns.
+// fakeRPC is rpc-go's remote mode, played by the simulated device's host
+// (amtsim RunRPC: spec/rpc-protocol.md §1-§7).
 func fakeRPC(t *testing.T, url, method, tenant string, d *amtsim.Device, edit func(*rps.Payload)) *rps.Message {
 	t.Helper()
-	cfg, err := websocket.NewConfig(url, "https://localhost/")
+	m, err := d.RunRPC(context.Background(), amtsim.RPCOptions{URL: url, Command: method, TenantID: tenant, Insecure: true, Edit: edit, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.TlsConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // test server certificate
-	ws, err := websocket.DialConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.Close()
-	user, pass := d.LocalSystemAccount()
-	p := &rps.Payload{Ver: "16.1.25", Build: "3000", SKU: "16392", UUID: rps.UUID(d.UUID.String()), Username: user,
-		Password: rps.Password{Value: pass}, CurrentMode: d.ControlMode(), Client: "RPC", Hostname: "pc42", FQDN: "corp.example.com"}
-	if edit != nil {
-		edit(p)
-	}
-	b64, err := rps.EncodePayload(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := base64.StdEncoding.DecodeString(b64)
-	client := rps.Client{AppVersion: "2.48.0", TenantID: tenant}
-	send := func(m *rps.Message) {
-		b, err := rps.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := websocket.Message.Send(ws, string(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	first := client.Message(method, raw)
-	send(first)
-	for {
-		_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-		var text string
-		if err := websocket.Message.Receive(ws, &text); err != nil {
-			t.Fatalf("fake rpc: %v", err)
-		}
-		m, err := rps.ParseMessage([]byte(text))
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch m.Method {
-		case rps.MethodWSMan:
-			req, err := m.PayloadBytes()
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, _ := localDial(d)(context.Background())
-			go func() { _, _ = c.Write(req) }()
-			resp, _ := io.ReadAll(bufio.NewReader(c))
-			c.Close()
-			send(client.Message(rps.MethodResponse, resp))
-		case rps.MethodSuccess, rps.MethodError:
-			return m
-		case rps.MethodHeartbeatRequest:
-			send(client.Message(rps.MethodHeartbeatResponse, nil))
-		default:
-			t.Fatalf("fake rpc: unexpected %q", m.Method)
-		}
-	}
+	return m
 }
 
 type agentRig struct {
@@ -163,7 +101,7 @@ func TestAgentActivatesCCM(t *testing.T) {
 		t.Fatalf("stored password does not open the device: %v", err)
 	}
 	rec, _ := r.store.Devices().Get(ctx, uuid)
-	if rec.ProvisioningState != StateActivated || rec.ControlMode != ModeCCM || rec.AMTVersion != "16.1.25" {
+	if rec.ProvisioningState != StateActivated || rec.ControlMode != ModeCCM || rec.AMTVersion == "" {
 		t.Fatalf("device record %+v", rec)
 	}
 
