@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -22,7 +25,8 @@ func isTerminal(r io.Reader) bool {
 }
 
 // promptPassword asks for the .pfx password on the terminal with echo off,
-// restoring the terminal whatever happens.
+// restoring the terminal whatever happens: on return, and on Ctrl-C or
+// SIGTERM while the prompt waits (then amtd exits 130).
 func promptPassword(c *cli) (secret.Value, error) {
 	f := c.stdin.(*os.File)
 	fd := int(f.Fd())
@@ -33,14 +37,31 @@ func promptPassword(c *cli) (secret.Value, error) {
 	quiet := *old
 	quiet.Lflag &^= unix.ECHO
 	quiet.Lflag |= unix.ICANON | unix.ISIG
-	fmt.Fprint(c.stderr, "Password of the .pfx: ")
+	sigs := make(chan os.Signal, 1)
+	done := make(chan struct{})
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	var once sync.Once
+	restore := func() { once.Do(func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }) }
+	go func() {
+		select {
+		case <-sigs:
+			restore()
+			fmt.Fprintln(c.stderr)
+			os.Exit(130)
+		case <-done:
+		}
+	}()
+	defer func() {
+		signal.Stop(sigs)
+		close(done)
+		restore()
+		fmt.Fprintln(c.stderr)
+	}()
+	// Echo goes off before the prompt shows: nothing typed after it echoes.
 	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
 		return secret.Value{}, err
 	}
-	defer func() {
-		_ = unix.IoctlSetTermios(fd, unix.TCSETS, old)
-		fmt.Fprintln(c.stderr)
-	}()
+	fmt.Fprint(c.stderr, "Password of the .pfx: ")
 	line, err := bufio.NewReader(io.LimitReader(f, maxPassword+1)).ReadBytes('\n')
 	defer clear(line)
 	if err != nil && err != io.EOF {
