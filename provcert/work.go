@@ -7,7 +7,8 @@ import (
 
 // MaxIterations bounds the key-derivation rounds a file may ask for. OpenSSL
 // writes 2048, Windows 2000 to 10000, Java 10000; the PKCS#12 decoder has no
-// bound of its own, so a crafted file could keep it busy for hours.
+// bound of its own, so a crafted file could keep it busy for hours. At the
+// bound, Load takes about 0.6 s here (AES or 3DES file, 2 shared cores).
 const MaxIterations = 1 << 20
 
 // maxDepth bounds how deep checkWork descends into nested DER.
