@@ -10,6 +10,7 @@
 # Every file's password is in password.txt; root.sha256 is the root's
 # SHA-256. The certificates are valid for 100 years from the day they were
 # made; the tests take their clock from the leaf's NotBefore.
+# It also rewrites the FuzzLoad seed corpus (fuzz/FuzzLoad, by mkcorpus.go).
 # (Files with the certificates in other orders, SHA-1, short keys and the
 # like are made in Go by the tests: see chain_test.go.)
 set -eu
@@ -57,3 +58,5 @@ openssl pkcs12 -export -inkey "$tmp/leaf.key" -in "$tmp/leaf.pem" -certfile "$tm
 openssl pkcs12 -export -legacy -inkey "$tmp/leaf.key" -in "$tmp/leaf.pem" -certfile "$tmp/cas.pem" -passout env:PW \
 	-keypbe PBE-SHA1-3DES -certpbe PBE-SHA1-RC2-40 -macalg sha1 -out legacy.pfx
 openssl x509 -in "$tmp/root.pem" -outform DER | openssl dgst -sha256 -r | cut -d' ' -f1 >root.sha256
+# The FuzzLoad seed corpus follows the files.
+go run mkcorpus.go
