@@ -48,6 +48,9 @@ func validLabel(l string) bool {
 var secondLevel = map[string]bool{"co": true, "com": true, "net": true, "org": true, "ac": true, "gov": true,
 	"edu": true, "ne": true, "or": true, "go": true, "ltd": true, "plc": true, "gv": true, "gob": true}
 
+// privateTLD are suffixes public CAs do not issue for (spec/activation.md §13).
+var privateTLD = map[string]bool{"local": true, "corp": true, "lan": true, "internal": true, "home": true, "localdomain": true}
+
 // significantLabels is how many trailing labels name the registered domain.
 func significantLabels(labels []string) int {
 	n := len(labels)
@@ -83,6 +86,9 @@ func CheckSuffix(cn, suffix string) Problems {
 	cl, sl := strings.Split(c, "."), strings.Split(s, ".")
 	k := significantLabels(sl)
 	if len(cl) < k || strings.Join(cl[len(cl)-k:], ".") != strings.Join(sl[len(sl)-k:], ".") {
+		if tld := sl[len(sl)-1]; privateTLD[tld] {
+			return append(ps, problem(CheckDomain, "the leaf CN %q is not in the domain %s, and no public CA issues certificates for .%s names (Intel KB 000100444): issue one from your own CA for a name in %s and add its root hash to each device, or give devices a public DNS suffix", cn, s, tld, s))
+		}
 		return append(ps, problem(CheckDomain, "the leaf CN %q is not in the domain %s: AMT compares the CN's last %d labels with the device's DNS suffix, so devices in %s would refuse it; use the certificate for the domain it was issued for, or get one for a name in %s", cn, s, k, s, s))
 	}
 	if c == s || strings.HasSuffix(c, "."+s) || strings.HasSuffix(s, "."+c) {

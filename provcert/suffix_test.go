@@ -27,6 +27,11 @@ func TestCheckSuffix(t *testing.T) {
 		{"", "corp.example.com", 1, 0},
 		{"amtprov.corp.example.com", "corp_example.com", 1, 0},
 		{"*.example.org", "corp.example.com", 1, 1},
+		{"amtprov.corp.example.com", "site.corp.local", 1, 0},
+		{"amt.site.corp.local", "site.corp.local", 0, 0}, // an internal CA may issue for .local
+	}
+	if ps := CheckSuffix("amtprov.corp.example.com", "site.corp.local"); !strings.Contains(ps.Error(), "KB 000100444") {
+		t.Errorf(".local suffix: %v", ps)
 	}
 	for _, tc := range tests {
 		ps := CheckSuffix(tc.cn, tc.suffix)
