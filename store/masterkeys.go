@@ -89,6 +89,7 @@ var sealedColumns = []struct {
 	{"domains", "pfx_sealed", "suffix"},
 	{"domains", "pfx_password_sealed", "suffix"},
 	{"keys", "value_sealed", "name"},
+	{"usb_records", "mebx_sealed", "file || '/' || record"},
 }
 
 type sealedCell struct {

@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -353,7 +355,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 	if !errors.Is(err, ErrTooNew) {
 		t.Fatalf("Open newer db: %v", err)
 	}
-	for _, want := range []string{"schema version 99", "up to 1"} {
+	for _, want := range []string{"schema version 99", fmt.Sprintf("up to %d", SchemaVersion())} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
@@ -364,30 +366,38 @@ func TestMigrationSnapshot(t *testing.T) {
 	ctx := context.Background()
 	s, opts := newTestStore(t)
 	must(t, s.Secrets().SetPending(ctx, dev1, AMTAdmin, secret.FromString("A1!aaaaa"), ""))
-	base, err := migrationFiles.ReadFile("migrations/0001_initial.sql")
+	// The store is at the newest version N; a migration N+1 is tried.
+	n := SchemaVersion()
+	shipped := fstest.MapFS{}
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
 	must(t, err)
-	bad := fstest.MapFS{
-		"migrations/0001_initial.sql": {Data: base},
-		"migrations/0002_broken.sql":  {Data: []byte("ALTER TABLE devices ADD COLUMN rack TEXT NOT NULL DEFAULT ''; CREATE TABLE oops (;")},
+	for _, name := range names {
+		b, err := migrationFiles.ReadFile(name)
+		must(t, err)
+		shipped[name] = &fstest.MapFile{Data: b}
 	}
-	if err := s.migrateWith(ctx, bad, opts.BackupDir); err == nil {
+	with := func(name, sql string) fstest.MapFS {
+		m := fstest.MapFS{}
+		for k, v := range shipped {
+			m[k] = v
+		}
+		m[fmt.Sprintf("migrations/%04d_%s.sql", n+1, name)] = &fstest.MapFile{Data: []byte(sql)}
+		return m
+	}
+	if err := s.migrateWith(ctx, with("broken", "ALTER TABLE devices ADD COLUMN rack TEXT NOT NULL DEFAULT ''; CREATE TABLE oops (;"), opts.BackupDir); err == nil {
 		t.Fatal("broken migration applied")
 	}
 	var v int
 	must(t, s.db.QueryRow(`PRAGMA user_version`).Scan(&v))
-	if _, err := s.db.Exec(`SELECT rack FROM devices`); v != 1 || err == nil {
+	if _, err := s.db.Exec(`SELECT rack FROM devices`); v != n || err == nil {
 		t.Fatalf("failed migration left version %d, rack column err %v", v, err)
 	}
-	good := fstest.MapFS{
-		"migrations/0001_initial.sql": {Data: base},
-		"migrations/0002_rack.sql":    {Data: []byte("ALTER TABLE devices ADD COLUMN rack TEXT NOT NULL DEFAULT '';")},
-	}
-	must(t, s.migrateWith(ctx, good, opts.BackupDir))
+	must(t, s.migrateWith(ctx, with("rack", "ALTER TABLE devices ADD COLUMN rack TEXT NOT NULL DEFAULT '';"), opts.BackupDir))
 	must(t, s.db.QueryRow(`PRAGMA user_version`).Scan(&v))
-	if v != 2 {
+	if v != n+1 {
 		t.Errorf("user_version %d after migration", v)
 	}
-	snaps, _ := filepath.Glob(filepath.Join(opts.BackupDir, "amtd.db.*.pre-v2-from-v1"))
+	snaps, _ := filepath.Glob(filepath.Join(opts.BackupDir, fmt.Sprintf("amtd.db.*.pre-v%d-from-v%d", n+1, n)))
 	if len(snaps) != 2 { // one before the broken attempt, one before the good one
 		t.Fatalf("snapshots: %v", snaps)
 	}
@@ -397,11 +407,11 @@ func TestMigrationSnapshot(t *testing.T) {
 		t.Errorf("snapshot mode %v", fi.Mode())
 	}
 	snap := rawDB(t, snaps[1])
-	var sv, n int
+	var sv, cnt int
 	must(t, snap.QueryRow(`PRAGMA user_version`).Scan(&sv))
-	must(t, snap.QueryRow(`SELECT count(*) FROM device_secrets`).Scan(&n))
-	if sv != 1 || n != 1 {
-		t.Errorf("snapshot: version %d, %d secrets", sv, n)
+	must(t, snap.QueryRow(`SELECT count(*) FROM device_secrets`).Scan(&cnt))
+	if sv != n || cnt != 1 {
+		t.Errorf("snapshot: version %d, %d secrets", sv, cnt)
 	}
 }
 

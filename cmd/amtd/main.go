@@ -43,6 +43,7 @@ func commands() []command {
 		{"status", "show the running daemon's services, devices and activations", cmdStatus},
 		{"profile", "manage activation profiles: ACM or CCM, CIRA, and which devices each is for (profile add|list|show|remove)", cmdProfile},
 		{"agent-token", "write a new enrolment token for rpc-go agents ([Provisioning] AgentTokenFile=)", cmdAgentToken},
+		{"usb-setup", "write a USB setup.bin for one-touch setup of machines in a domain (usb-setup, usb-setup list|export)", cmdUSBSetup},
 		{"devices", "list devices and show one's provisioning state, history and stored password states (devices list|show|history)", cmdDevices},
 		{"store", "manage the encrypted credential store (init, rotate-key, backup, verify, export-secret)", cmdStore},
 		{"domain", "manage provisioning domains and their certificates (domain add|list|show|replace-cert|remove)", cmdDomain},
