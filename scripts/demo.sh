@@ -24,9 +24,11 @@ dir=$(mktemp -d /tmp/amtd-demo.XXXXXX)
 pid=
 simpid=
 agentpid=
+usbpid=
 cleanup() {
 	if [ -n "$simpid" ] && kill -0 "$simpid" 2>/dev/null; then kill -KILL "$simpid" 2>/dev/null || true; fi
 	if [ -n "$agentpid" ] && kill -0 "$agentpid" 2>/dev/null; then kill -KILL "$agentpid" 2>/dev/null || true; fi
+	if [ -n "$usbpid" ] && kill -0 "$usbpid" 2>/dev/null; then kill -KILL "$usbpid" 2>/dev/null || true; fi
 	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
 	rm -rf "$dir"
 }
@@ -152,7 +154,13 @@ echo "   rpc activate -u wss://127.0.0.1:18443/activate --profile demo-ccm --ten
 "$AMTSIM" -count 2 -seed demo-agents -no-listen -rpc wss://127.0.0.1:18443/activate -rpc-command "activate --profile demo-ccm" \
 	-rpc-tenantid "$(cat "$dir/agent-token")" -rpc-skip-cert-check 2>"$dir/amtsim-agents.log" &
 agentpid=$!
-DEVICES=$((DEVICES + 2))
+echo "== 1 factory-fresh machine that trusts no site root boots with a USB key from amtd usb-setup:"
+echo "   it takes a record (new MEBx password, the site's root hash, this appliance) and sends its hello"
+"$AMTD" usb-setup --domain demo.amtd.test --out "$dir/setup.bin" --records 1 -c "$dir/amtd.conf" | sed 's/^/   /'
+"$AMTSIM" -count 1 -seed demo-usb -addr-base 127.0.3.1 -setup-bin "$dir/setup.bin" -hello-interval 2s \
+	2>"$dir/amtsim-usb.log" &
+usbpid=$!
+DEVICES=$((DEVICES + 3))
 activated=0
 for i in $(seq 1 120); do
 	activated=$("$AMTD" devices --json -c "$dir/amtd.conf" 2>/dev/null | grep -c '"ProvisioningState": "activated"' || true)
@@ -185,9 +193,9 @@ done
 
 echo
 echo "== stopping the devices and amtd (SIGTERM)"
-kill -TERM "$simpid" "$agentpid" 2>/dev/null || true
-wait "$simpid" "$agentpid" 2>/dev/null || true
-simpid= agentpid=
+kill -TERM "$simpid" "$agentpid" "$usbpid" 2>/dev/null || true
+wait "$simpid" "$agentpid" "$usbpid" 2>/dev/null || true
+simpid= agentpid= usbpid=
 kill -TERM "$pid"
 set +e
 wait "$pid"
