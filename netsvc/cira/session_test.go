@@ -1,6 +1,8 @@
 package cira
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"io"
 	"net/netip"
@@ -476,4 +478,37 @@ func TestGateAndBackoffBounds(t *testing.T) {
 
 func addrN(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+}
+
+// TestLegacyRSAKeyExchange: a TLS 1.2 client that offers only RSA key
+// exchange (the suites Console adds for AMT) is refused by default and
+// served with LegacyTLS=yes. TLS 1.0/1.1 is TestAMTSimLegacyTLS's.
+func TestLegacyRSAKeyExchange(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		synctest.Test(t, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.CIRA.LegacyTLS = legacy
+			dir := newFakeDir()
+			dir.add(devA, "u", "p")
+			s := newPipeService(t, cfg, dir)
+			ca, _ := testPKI(t)
+			pool := x509.NewCertPool()
+			pool.AddCert(ca.Root())
+			raw := s.dialRaw()
+			tc := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: "amtd.corp.example.com", Time: func() time.Time { return caNow },
+				MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}})
+			err := tc.Handshake()
+			if legacy && err != nil {
+				t.Fatalf("LegacyTLS=yes refused RSA key exchange: %v", err)
+			}
+			if !legacy && err == nil {
+				t.Fatal("RSA key exchange accepted without LegacyTLS")
+			}
+			raw.Close()
+			synctest.Wait()
+			if !legacy && s.result(resultTLSError) != 1 {
+				t.Errorf("tls_error counted %v", s.result(resultTLSError))
+			}
+		})
+	}
 }
