@@ -44,8 +44,15 @@ demo: deps build
 deb:
 	packaging/deb/build.sh --out dist
 
+# The appliance image of one site (packaging/image/build.sh --help): as root,
+#   make image DOMAIN=site.example.com [ADDRESS=192.168.100.2/24] [ROUTER=...]
+#     [RANGE=START-END] [INTERFACE=...] [PFX=site.pfx PFX_PASSWORD_FILE=file]
 image:
-	@echo "make image: not yet (issue 7)"
+	@if [ -z "$(DOMAIN)" ]; then echo "usage: make image DOMAIN=site.example.com [ADDRESS=A/N] [ROUTER=R] [RANGE=S-E] [INTERFACE=IF] [PFX=FILE PFX_PASSWORD_FILE=FILE]" >&2; exit 2; fi
+	packaging/image/build.sh --domain '$(DOMAIN)' --out dist \
+	  $(if $(ADDRESS),--address '$(ADDRESS)') $(if $(ROUTER),--router '$(ROUTER)') \
+	  $(if $(RANGE),--range '$(RANGE)') $(if $(INTERFACE),--interface '$(INTERFACE)') \
+	  $(if $(PFX),--pfx '$(PFX)' --pfx-password-file '$(PFX_PASSWORD_FILE)')
 
 clean:
 	rm -rf bin dist

@@ -12,8 +12,9 @@ set -euo pipefail
 #   openssl                  certificate checks    man-db, groff  man page rendering checks
 #   gcc, libc6-dev           cgo for go-sqlite3    systemd  systemd-analyze, systemd-socket-activate
 #   lintian, dpkg-dev, bash-completion  checks of the .deb (tests/deb)
+#   mmdebstrap, systemd-container  build the appliance image and boot it with systemd-nspawn (tests/image)
 packages=(gcc libc6-dev isc-dhcp-client udhcpc bind9 bind9-dnsutils dnsmasq-base dnsperf iproute2 openssl
-	man-db groff systemd procps psmisc lintian dpkg-dev bash-completion)
+	man-db groff systemd procps psmisc lintian dpkg-dev bash-completion mmdebstrap systemd-container)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Builds the amtd appliance image for one site: Debian 12 (bookworm), minimal
+# with systemd, the amtd .deb, the rootfs overlay and an amtd.conf made for the
+# site's domain. `make image DOMAIN=...` runs it; tests/image boots the result
+# under systemd-nspawn.
+#
+# Usage: packaging/image/build.sh --domain DOMAIN [OPTIONS]
+#
+#   --domain D       the site's DNS domain (required): ProvisionServer.D and
+#                    DHCP option 15
+#   --address A/N    the appliance's address and prefix on the client network
+#                    (default 192.168.100.2/24); DHCP leases are served on
+#                    that subnet
+#   --router R       the network's router: DHCP option 3, the default route
+#                    and the DNS forwarder (default: the subnet's .1; "none"
+#                    for an isolated network)
+#   --range S-E      the addresses leased (default: .100-.199 of the subnet)
+#   --interface IF   the interface the appliance serves (default: the first
+#                    Ethernet interface, en* or eth*)
+#   --pfx FILE       a provisioning certificate (.pfx) for the domain, baked
+#                    in and sealed into the store on first boot, then deleted;
+#                    its password is read from --pfx-password-file
+#   --pfx-password-file FILE   the .pfx password (one line)
+#   --deb FILE       the amtd .deb to install (default: build one with
+#                    packaging/deb/build.sh)
+#   --out DIR        where the image goes (default: dist):
+#                    amtd-image-DOMAIN.tar and, when mksquashfs is installed,
+#                    amtd-image-DOMAIN.squashfs
+#   --cache DIR      keep the Debian base tarball there between builds
+#                    (default: none, every build runs mmdebstrap)
+#   --mirror M       a Debian mirror URL or a sources file (default: the
+#                    Debian sources this machine's apt uses)
+#   --no-squashfs    make the tarball only (the squashfs takes a minute or
+#                    more on two cores)
+#
+# The master key of the credential store is never made here: the .deb is
+# unpacked, not configured, and amtd-firstboot.service configures it on the
+# appliance's first boot, when the package's postinst generates the key and
+# seals it to that machine (systemd-creds: its TPM2 and/or host key).
+#
+# The build is reproducible where that is cheap: SOURCE_DATE_EPOCH (default:
+# the last commit's time) stands in for every timestamp, and the same base
+# (same mirror snapshot) and .deb give the same tarball.
+#
+# Needs: root, mmdebstrap, dpkg, tar; mksquashfs (squashfs-tools) for the
+# squashfs; go and dpkg-dev to build the .deb.
+set -euo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+here=$top/packaging/image
+out=$top/dist
+domain= address=192.168.100.2/24 router= range= iface= pfx= pfxpass= deb= cache= mirror= squashfs=yes
+
+while (($#)); do
+	case $1 in
+	--domain) domain=$2; shift 2 ;;
+	--address) address=$2; shift 2 ;;
+	--router) router=$2; shift 2 ;;
+	--range) range=$2; shift 2 ;;
+	--interface) iface=$2; shift 2 ;;
+	--pfx) pfx=$2; shift 2 ;;
+	--pfx-password-file) pfxpass=$2; shift 2 ;;
+	--deb) deb=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	--cache) cache=$2; shift 2 ;;
+	--mirror) mirror=$2; shift 2 ;;
+	--no-squashfs) squashfs=no; shift ;;
+	-h | --help) sed -n '2,/^set -e/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+	esac
+done
+
+die() { echo "image: $*" >&2; exit 1; }
+[ -n "$domain" ] || die "--domain is required (make image DOMAIN=site.example.com)"
+[[ $domain =~ ^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$ ]] ||
+	die "domain $domain is not a DNS name like site.example.com"
+[ "$(id -u)" -eq 0 ] || die "building the image needs root (it unpacks a Debian system with its owners)"
+for tool in mmdebstrap dpkg tar; do
+	command -v "$tool" >/dev/null || die "$tool not found (apt-get install mmdebstrap)"
+done
+if [ -n "$pfx" ]; then
+	[ -f "$pfx" ] || die "--pfx $pfx: no such file"
+	[ -n "$pfxpass" ] && [ -f "$pfxpass" ] || die "--pfx needs --pfx-password-file FILE (the .pfx password, one line)"
+fi
+
+# The site's addresses: the appliance's A/N, its subnet, the router and the
+# lease range, each checked to lie where it must.
+ip2int() {
+	local IFS=. a b c d
+	read -r a b c d <<<"$1"
+	for o in "$a" "$b" "$c" "$d"; do
+		[[ $o =~ ^[0-9]{1,3}$ ]] && ((o <= 255)) || return 1
+	done
+	echo $(((a << 24) | (b << 16) | (c << 8) | d))
+}
+int2ip() { echo "$(($1 >> 24 & 255)).$(($1 >> 16 & 255)).$(($1 >> 8 & 255)).$(($1 & 255))"; }
+[[ $address =~ ^([0-9.]+)/([0-9]+)$ ]] || die "--address $address is not ADDRESS/PREFIX like 192.168.100.2/24"
+addr=${BASH_REMATCH[1]} plen=${BASH_REMATCH[2]}
+a=$(ip2int "$addr") || die "--address $address: $addr is not an IPv4 address"
+((plen >= 8 && plen <= 30)) || die "--address $address: the prefix must be /8 to /30"
+mask=$(((0xffffffff << (32 - plen)) & 0xffffffff))
+net=$((a & mask)) bcast=$(((a & mask) | (~mask & 0xffffffff)))
+subnet=$(int2ip $net)/$plen
+inside() { (($1 > net && $1 < bcast)); }
+inside "$a" || die "--address $address is the network or broadcast address"
+if [ -z "$router" ]; then
+	router=$(int2ip $((net + 1)))
+	[ "$router" != "$addr" ] || router=none
+fi
+if [ "$router" != none ]; then
+	r=$(ip2int "$router") && inside "$r" || die "--router $router is not an address in $subnet"
+fi
+if [ -z "$range" ]; then
+	((bcast - net > 199)) || die "the subnet $subnet is small: give the lease range with --range START-END"
+	range=$(int2ip $((net + 100)))-$(int2ip $((net + 199)))
+fi
+[[ $range =~ ^([0-9.]+)-([0-9.]+)$ ]] || die "--range $range is not START-END"
+s=$(ip2int "${BASH_REMATCH[1]}") && e=$(ip2int "${BASH_REMATCH[2]}") && inside "$s" && inside "$e" && ((s <= e)) ||
+	die "--range $range is not a range of addresses in $subnet"
+((a < s || a > e)) || die "--range $range holds the appliance's own address $addr"
+[ -z "$iface" ] || [[ $iface =~ ^[A-Za-z0-9_.:-]{1,15}$ ]] || die "--interface $iface is not an interface name"
+
+: "${SOURCE_DATE_EPOCH:=$(git -C "$top" log -1 --format=%ct)}"
+export SOURCE_DATE_EPOCH
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/amtd-image.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+umask 022
+t0=$SECONDS
+
+# The .deb, and bin/amtd of the same source to check the configuration with.
+if [ -z "$deb" ]; then
+	deb=$("$top/packaging/deb/build.sh" --out "$out") || die "building the .deb failed"
+fi
+[ -f "$deb" ] || die "--deb $deb: no such file"
+checker=$work/amtd
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/sbin/amtd >"$checker"
+chmod 0755 "$checker"
+
+# The configuration for this site, checked with the amtd that will run it.
+conf=$work/amtd.conf
+{
+	cat <<-EOF
+		# amtd.conf for the appliance of $domain, written by packaging/image/build.sh.
+		# Every key is described in amtd.conf(5); check changes with
+		#   amtd check-config
+		# and apply them with: systemctl reload amtd
+
+		[Site]
+		Domain=$domain
+		Address=$addr
+
+		[DNS]
+		Enable=yes
+	EOF
+	[ "$router" = none ] || echo "Upstream=$router"
+	printf '\n[DHCP]\nEnable=yes\n'
+	[ -z "$iface" ] || echo "Interface=$iface"
+	printf '\n[DHCPPool]\nSubnet=%s\nRange=%s\n' "$subnet" "$range"
+	[ "$router" = none ] || echo "Router=$router"
+	printf '\n[Provisioning]\nEnable=yes\n\n[CIRA]\nEnable=yes\n'
+} >"$conf"
+"$checker" check-config -c "$conf" || die "the generated amtd.conf is not valid (above); the options given do not make a working site"
+
+# The Debian base: minimal (apt) with systemd as init, the packages amtd
+# depends on, and networkd for the static address. Cached by what makes it.
+if [ -z "$mirror" ]; then
+	mirror=http://deb.debian.org/debian
+	for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
+		if [ -f "$f" ] && grep -q '^[^#]*bookworm' "$f"; then mirror=$f; break; fi
+	done
+fi
+packages=systemd,systemd-sysv,dbus,adduser,iproute2,libc6
+base_args=(--variant=apt --include="$packages" --mode=root --format=tar bookworm)
+key=$({ printf '%s\n' "${base_args[@]}" "$(mmdebstrap --version)"; if [ -f "$mirror" ]; then cat "$mirror"; else echo "$mirror"; fi; } |
+	sha256sum | cut -c1-16)
+base=
+if [ -n "$cache" ]; then
+	mkdir -p "$cache"
+	base=$cache/bookworm-base-$key.tar
+	# A week-old base misses security updates: build it again.
+	[ ! -f "$base" ] || [ -n "$(find "$base" -mtime -7)" ] || rm -f "$base"
+fi
+if [ -z "$base" ] || [ ! -f "$base" ]; then
+	target=${base:-$work/base.tar}
+	echo "image: mmdebstrap bookworm from $mirror" >&2
+	mmdebstrap --quiet "${base_args[@]}" "$target.part" "$mirror" || die "mmdebstrap failed"
+	mv "$target.part" "$target"
+	base=$target
+fi
+tbase=$SECONDS
+
+# The root: the base, the .deb unpacked (not configured: see above), the
+# overlay and the site's configuration.
+root=$work/root
+mkdir "$root"
+tar -C "$root" --numeric-owner -xpf "$base"
+cp "$deb" "$root/tmp/amtd.deb"
+chroot "$root" dpkg --unpack /tmp/amtd.deb >/dev/null || die "dpkg --unpack of $deb failed"
+rm -f "$root/tmp/amtd.deb"
+# The package's conffile waits as amtd.conf.dpkg-new until it is configured;
+# the site's amtd.conf is the one kept then (dpkg --force-confold).
+install -m 0640 "$conf" "$root/etc/amtd/amtd.conf"
+
+install -d "$root/usr/lib/amtd-image"
+install -d -m 0700 "$root/var/lib/amtd-image"
+install -m 0755 "$here/firstboot" "$here/banner" "$root/usr/lib/amtd-image/"
+install -m 0644 "$here/amtd-firstboot.service" "$here/amtd-banner.service" "$root/usr/lib/systemd/system/"
+touch "$root/var/lib/amtd-image/firstboot-pending"
+if [ -n "$pfx" ]; then
+	install -m 0600 "$pfx" "$root/var/lib/amtd-image/domain.pfx"
+	install -m 0600 "$pfxpass" "$root/var/lib/amtd-image/domain.pfx.password"
+fi
+printf 'domain=%s\naddress=%s\n' "$domain" "$address" >"$root/usr/lib/amtd-image/site"
+
+# The network: the appliance's static address on the served interface, with
+# systemd-networkd (part of systemd).
+cat >"$root/etc/systemd/network/50-amtd-site.network" <<EOF
+# The client network of $domain (packaging/image/build.sh).
+[Match]
+Name=${iface:-en* eth*}
+
+[Network]
+Address=$address
+EOF
+[ "$router" = none ] || echo "Gateway=$router" >>"$root/etc/systemd/network/50-amtd-site.network"
+# amtd.service starts after network-online.target: with wait-online, once the
+# address is configured.
+for u in systemd-networkd.service:multi-user.target systemd-networkd-wait-online.service:network-online.target \
+	amtd-firstboot.service:multi-user.target amtd-banner.service:multi-user.target; do
+	mkdir -p "$root/etc/systemd/system/${u#*:}.wants"
+	ln -sf "/usr/lib/systemd/system/${u%:*}" "$root/etc/systemd/system/${u#*:}.wants/${u%:*}"
+done
+# networkd's sockets, which it needs when it starts from the wants above.
+mkdir -p "$root/etc/systemd/system/sockets.target.wants"
+ln -sf /usr/lib/systemd/system/systemd-networkd.socket "$root/etc/systemd/system/sockets.target.wants/"
+echo amtd >"$root/etc/hostname"
+# Each appliance gets its own machine ID on its first boot.
+: >"$root/etc/machine-id"
+
+# The image: a tarball sorted, owned by numbers and dated SOURCE_DATE_EPOCH,
+# and a squashfs of the same tree.
+mkdir -p "$out"
+img=$out/amtd-image-$domain
+tar -C "$root" --sort=name --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime \
+	--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
+	--xattrs --xattrs-include='security.capability' -cf "$img.tar.part" .
+mv "$img.tar.part" "$img.tar"
+echo "$img.tar"
+if [ $squashfs = yes ] && command -v mksquashfs >/dev/null; then
+	rm -f "$img.squashfs"
+	# mksquashfs dates the image and every file SOURCE_DATE_EPOCH itself.
+	mksquashfs "$root" "$img.squashfs" -quiet -no-progress -comp zstd >/dev/null
+	echo "$img.squashfs"
+fi
+echo "image: built in $((SECONDS - t0)) s (Debian base $((tbase - t0)) s)" >&2
