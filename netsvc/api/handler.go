@@ -1,0 +1,226 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"amtd/secret"
+	"amtd/store"
+)
+
+// route is one endpoint: what it is called in metrics and the audit trail,
+// the least role that may call it, and the handler. A handler returns the
+// audit object ("devices", "device/<uuid>") and the HTTP status it sent.
+type route struct {
+	method, pattern string
+	name            string // "devices.list": the audit action is "api.devices.list"
+	role            string // store.RoleViewer, ...
+	h               func(w http.ResponseWriter, r *http.Request) (object string, status int)
+}
+
+func (s *Service) routes() []route {
+	return []route{
+		// Open AMT MPS (spec/redirection.md §7.1, §7.3).
+		{"GET", "/api/v1/devices", "devices.list", store.RoleViewer, s.listDevices},
+		{"GET", "/api/v1/devices/stats", "devices.stats", store.RoleViewer, s.deviceStats},
+		{"GET", "/api/v1/devices/{guid}", "devices.get", store.RoleViewer, s.getDevice},
+		{"GET", "/api/v1/version", "version", store.RoleViewer, s.version},
+		// amtd's own: its audit trail, which names every key's calls.
+		{"GET", "/api/v1/audit", "audit.list", store.RoleAdmin, s.listAudit},
+	}
+}
+
+// roleRank orders the roles; a key may call a route needing its rank or less.
+var roleRank = map[string]int{store.RoleViewer: 1, store.RoleOperator: 2, store.RoleAdmin: 3}
+
+// apiError is the JSON body of every error, shaped as MPS's
+// ({"error": "Not Found", "message": "..."}).
+type apiError struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":"Internal Server Error","message":"encoding the response failed"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+	return status
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) int {
+	return writeJSON(w, status, apiError{Error: http.StatusText(status), Message: msg})
+}
+
+// keyCtx carries the authenticated key to handlers.
+type keyCtx struct{}
+
+// Handler is the API: authentication, then routing, then the audit row.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	// Patterns without a method, so a wrong method gets a JSON 405 here
+	// rather than net/http's text one.
+	byPattern := map[string][]route{}
+	var order []string
+	for _, rt := range s.routes() {
+		if _, ok := byPattern[rt.pattern]; !ok {
+			order = append(order, rt.pattern)
+		}
+		byPattern[rt.pattern] = append(byPattern[rt.pattern], rt)
+	}
+	for _, p := range order {
+		rts := byPattern[p]
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) { s.serveRoute(w, r, rts) })
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		k, _ := r.Context().Value(keyCtx{}).(store.APIKey)
+		st := writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (amtd serves /api/v1/devices, /api/v1/devices/stats, /api/v1/devices/{guid}, /api/v1/version, /api/v1/audit)")
+		s.finish(r, k, "unknown", "", st)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, reason := s.authenticate(r)
+		if reason != "" {
+			s.refuse(w, r, reason)
+			return
+		}
+		// Routes take no body yet; whatever a client sends is bounded.
+		if r.ContentLength > maxBodyBytes {
+			st := writeError(w, http.StatusRequestEntityTooLarge, "request body over "+strconv.Itoa(maxBodyBytes)+" bytes")
+			s.finish(r, k, "body", "", st)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		defer cancel()
+		mux.ServeHTTP(w, r.WithContext(context.WithValue(ctx, keyCtx{}, k)))
+	})
+}
+
+// serveRoute checks the method and the key's role, runs the handler, and
+// audits the call.
+func (s *Service) serveRoute(w http.ResponseWriter, r *http.Request, rts []route) {
+	k, _ := r.Context().Value(keyCtx{}).(store.APIKey)
+	var rt *route
+	var allow []string
+	for i := range rts {
+		allow = append(allow, rts[i].method)
+		if rts[i].method == r.Method || r.Method == http.MethodHead && rts[i].method == http.MethodGet {
+			rt = &rts[i]
+		}
+	}
+	if rt == nil {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		st := writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed here; use "+strings.Join(allow, ", "))
+		s.finish(r, k, rts[0].name, "", st)
+		return
+	}
+	if roleRank[k.Role] < roleRank[rt.role] {
+		st := writeError(w, http.StatusForbidden, "this API key's role is "+k.Role+"; "+rt.name+" needs "+rt.role+" (amtd apikey create --role "+rt.role+")")
+		s.finish(r, k, rt.name, "", st)
+		return
+	}
+	obj, st := rt.h(w, r)
+	s.finish(r, k, rt.name, obj, st)
+}
+
+// authenticate returns the request's key, or why there is none.
+func (s *Service) authenticate(r *http.Request) (store.APIKey, string) {
+	var tok string
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, rest, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return store.APIKey{}, "scheme"
+		}
+		tok = strings.TrimSpace(rest)
+	} else {
+		tok = strings.TrimSpace(r.Header.Get("X-Api-Key"))
+	}
+	if tok == "" {
+		return store.APIKey{}, "missing"
+	}
+	v := secret.FromString(tok)
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	k, err := s.deps.Store.APIKeys().Authenticate(ctx, v)
+	if errors.Is(err, store.ErrUnauthorized) {
+		return store.APIKey{}, "invalid"
+	}
+	if err != nil {
+		s.log.Error("api: authenticating a key", "err", err)
+		return store.APIKey{}, "error"
+	}
+	return k, ""
+}
+
+// refuse answers a request without a valid key. It never says which check
+// failed beyond "missing" or "invalid or revoked".
+func (s *Service) refuse(w http.ResponseWriter, r *http.Request, reason string) {
+	s.authFailures.With(reason).Inc()
+	var st int
+	switch reason {
+	case "error":
+		st = writeError(w, http.StatusServiceUnavailable, "the key store is not answering; try again")
+	case "missing":
+		w.Header().Set("WWW-Authenticate", `Bearer realm="amtd"`)
+		st = writeError(w, http.StatusUnauthorized, "an API key is required: send Authorization: Bearer TOKEN (amtd apikey create makes one)")
+	case "scheme":
+		w.Header().Set("WWW-Authenticate", `Bearer realm="amtd"`)
+		st = writeError(w, http.StatusUnauthorized, "the Authorization header must be Bearer TOKEN")
+	default:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="amtd", error="invalid_token"`)
+		st = writeError(w, http.StatusUnauthorized, "invalid or revoked API key")
+	}
+	s.requests.With("unauthenticated", strconv.Itoa(st)).Inc()
+	if !s.failAudit.allow(s.now()) {
+		s.auditDropped.Inc()
+		return
+	}
+	s.audit(r, store.AuditEntry{Actor: "api:anonymous", Action: "api.auth", Object: "api",
+		Result: strconv.Itoa(st) + " " + reason})
+}
+
+// finish counts and audits one authenticated call.
+func (s *Service) finish(r *http.Request, k store.APIKey, name, object string, status int) {
+	s.requests.With(name, strconv.Itoa(status)).Inc()
+	if object == "" {
+		object = "api"
+	}
+	res := store.ResultOK
+	if status >= 400 {
+		res = strconv.Itoa(status) + " " + http.StatusText(status)
+	}
+	s.audit(r, store.AuditEntry{Actor: "api:key:" + k.ID, Action: "api." + name, Object: object, Result: res})
+}
+
+// audit writes e with the caller's address as its reason. The row is
+// written on a context of its own: a client that hung up is still audited.
+func (s *Service) audit(r *http.Request, e store.AuditEntry) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	e.Reason = r.Method + " " + truncate(r.URL.Path, 200) + " from " + host
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), requestTimeout)
+	defer cancel()
+	if err := s.deps.Store.Audit(ctx, e); err != nil {
+		s.log.Error("api: audit row not written", "action", e.Action, "err", err)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
