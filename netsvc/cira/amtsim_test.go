@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/md5"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"io"
@@ -332,4 +334,23 @@ func TestReloadKeepsLinks(t *testing.T) {
 	if s.svc.reg.get(uuid.String()) != link || s.result(resultAuthenticated) != 1 {
 		t.Fatal("the reload dropped the link")
 	}
+}
+
+// TestReloadRenames: a new [Site] Hostname= takes effect at the next
+// handshake, with a certificate from the same root.
+func TestReloadRenames(t *testing.T) {
+	s := newSite(t, nil)
+	cfg := testConfig()
+	cfg.Site.Hostname = "cira.corp.example.com"
+	if err := s.svc.Reload(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(s.ca.Root())
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", s.addr,
+		&tls.Config{RootCAs: pool, ServerName: "cira.corp.example.com"})
+	if err != nil {
+		t.Fatalf("handshake for the new name: %v", err)
+	}
+	c.Close()
 }

@@ -76,7 +76,6 @@ type Service struct {
 	running bool
 	closing bool
 	ln      net.Listener
-	lnDone  chan struct{}
 	conns   map[net.Conn]*session // every open connection; nil session before authentication
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // connection goroutines
@@ -263,12 +262,10 @@ func (s *Service) Start(ctx context.Context) error {
 
 // startAccept runs the accept loop on ln. Called with s.mu held.
 func (s *Service) startAccept(ctx context.Context, ln net.Listener) {
-	done := make(chan struct{})
-	s.ln, s.lnDone = ln, done
+	s.ln = ln
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		defer close(done)
 		s.accept(ctx, ln)
 	}()
 }
@@ -451,6 +448,9 @@ func (s *Service) Reload(ctx context.Context, cfg *config.Config) error {
 	}
 	cert := s.cert
 	if !slices.Equal(st.names, old.names) || !slices.Equal(st.ips, old.ips) {
+		if s.deps.Store == nil {
+			return errors.New("cira: reload: new names for the server certificate need the store's CA")
+		}
 		ca, err := pki.Load(ctx, s.deps.Store)
 		if err != nil {
 			return fmt.Errorf("cira: reload: %w", err)
