@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"amtd/amt/apf"
 	"amtd/metrics"
 	"amtd/netsvc"
+	"amtd/secret"
+	"amtd/store"
 )
 
 // benchService serves on loopback with the fake directory: what is measured
@@ -103,5 +106,35 @@ func BenchmarkIdleLinks(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkCheckCredentialsStore is the store's side of a login: the device
+// row and one argon2id check of the MPS password (19 MiB, 2 passes). It
+// bounds how fast a site's devices can log in again after a restart, at
+// maxAuthChecks at a time.
+func BenchmarkCheckCredentialsStore(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	opts := store.Options{Path: filepath.Join(dir, "amtd.db"), KeyFile: filepath.Join(dir, "master.key")}
+	if err := store.GenerateKeyFile(opts.KeyFile); err != nil {
+		b.Fatal(err)
+	}
+	st, err := store.Init(ctx, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Devices().Put(ctx, store.Device{UUID: devA, CIRA: store.CIRAState{MPSUsername: "u"}}); err != nil {
+		b.Fatal(err)
+	}
+	if err := st.Secrets().SetPending(ctx, devA, store.MPS, secret.FromString("p"), "bench"); err != nil {
+		b.Fatal(err)
+	}
+	d := storeDirectory{st: st}
+	for b.Loop() {
+		if u, p, err := d.CheckCredentials(ctx, devA, "u", []byte("p")); err != nil || !u || !p {
+			b.Fatalf("check: %v %v %v", u, p, err)
+		}
 	}
 }
