@@ -307,6 +307,17 @@ func (p *parser) checkServices(cfg *Config) {
 		p.errorf(p.line("Provisioning", 0, "AgentListen"), "[Provisioning] AgentListen= needs AgentTokenFile=: agents are accepted only with the site's enrolment token (create one with amtd agent-token --out FILE)")
 	}
 
+	// A device sends a keep-alive every KeepAlive=; the idle limit must leave
+	// room for one lost or late, or links drop and redial in a loop (the Dell
+	// AMT 15 case, spec/apf.md §4 step 7).
+	if c := cfg.CIRA; c.IdleTimeout < 2*c.KeepAlive {
+		line := p.line("CIRA", 0, "IdleTimeout")
+		if line == 0 {
+			line = p.line("CIRA", 0, "KeepAlive")
+		}
+		p.errorf(line, fmt.Sprintf("[CIRA] IdleTimeout=%s must be at least twice KeepAlive=%s, or links drop between keep-alives", c.IdleTimeout, c.KeepAlive))
+	}
+
 	// The site's identity is what DHCP, DNS, provisioning and CIRA hand out.
 	var needSite []string
 	first := 0

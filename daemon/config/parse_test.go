@@ -152,6 +152,7 @@ func TestParseProblems(t *testing.T) {
 		{"dhcp needs pool", site + "[DHCP]\nEnable=yes\n", []string{"5: [DHCP] Enable=yes needs at least one [DHCPPool] section"}},
 		{"registrar needs server and key", site + "[DNSRegistrar]\nEnable=yes\n", []string{"5: [DNSRegistrar] Enable=yes needs Server=", "5: [DNSRegistrar] Enable=yes needs Key="}},
 		{"cira idle timeout", site + "[CIRA]\nIdleTimeout=0\n", []string{"5: [CIRA] IdleTimeout=0"}},
+		{"cira idle under two keep-alives", site + "[CIRA]\nKeepAlive=60s\nIdleTimeout=90s\n", []string{"6: [CIRA] IdleTimeout=1m30s must be at least twice KeepAlive=1m0s"}},
 		{"agent without token", site + "[Provisioning]\nEnable=on\nAgentListen=0.0.0.0:8443\n", []string{"6: [Provisioning] AgentListen= needs AgentTokenFile="}},
 		{"agent allow-from", site + "[Provisioning]\nAgentAllowFrom=10.0.0.0/33\n", []string{"5: [Provisioning] AgentAllowFrom=10.0.0.0/33"}},
 		{"api not yet", site + "[API]\nEnable=1\n", []string{"5: [API] Enable=yes: this build of amtd does not have the console API yet"}},
