@@ -73,6 +73,10 @@ Enable=yes
 HelloListen=127.0.0.1:19971
 AgentListen=127.0.0.1:18443
 AgentTokenFile=$dir/agent-token
+
+[CIRA]
+Enable=yes
+Listen=127.0.0.1:14433
 CONF
 
 # The site's provisioning certificate. A real site buys one for its domain
@@ -146,7 +150,7 @@ echo
 echo "== $DEVICES simulated AMT devices in Setup Mode (amtsim): they trust the site's root, look up"
 echo "   ProvisionServer.demo.amtd.test through amtd's DNS and send their hellos to it"
 "$AMTSIM" -count "$DEVICES" -seed demo -addr-base 127.0.2.1 -remote-config -root-hash "$(cat "$dir/pki/root.sha256")" \
-	-dns 127.0.0.1:10053 -suffix demo.amtd.test -hello-port 19971 -hello-interval 2s -state-dir "$dir/devices" \
+	-dns 127.0.0.1:10053 -suffix demo.amtd.test -hello-port 19971 -hello-interval 2s -state-dir "$dir/devices" -mps 127.0.0.1:14433 \
 	2>"$dir/amtsim.log" &
 simpid=$!
 echo "== 2 more hosts run rpc-go's remote mode (played by amtsim) against amtd's agent endpoint:"
@@ -157,23 +161,28 @@ agentpid=$!
 echo "== 1 factory-fresh machine that trusts no site root boots with a USB key from amtd usb-setup:"
 echo "   it takes a record (new MEBx password, the site's root hash, this appliance) and sends its hello"
 "$AMTD" usb-setup --domain demo.amtd.test --out "$dir/setup.bin" --records 1 -c "$dir/amtd.conf" | sed 's/^/   /'
-"$AMTSIM" -count 1 -seed demo-usb -addr-base 127.0.3.1 -setup-bin "$dir/setup.bin" -hello-interval 2s \
+"$AMTSIM" -count 1 -seed demo-usb -addr-base 127.0.3.1 -setup-bin "$dir/setup.bin" -hello-interval 2s -mps 127.0.0.1:14433 \
 	2>"$dir/amtsim-usb.log" &
 usbpid=$!
+# The hello and USB devices get the default profile (ACM with CIRA); the
+# agents' profile says no CIRA.
+CIRADEVICES=$((DEVICES + 1))
 DEVICES=$((DEVICES + 3))
 activated=0
 for i in $(seq 1 120); do
-	activated=$("$AMTD" devices --json -c "$dir/amtd.conf" 2>/dev/null | grep -c '"ProvisioningState": "activated"' || true)
-	printf '\r   %d of %d devices activated (%ds)' "$activated" "$DEVICES" "$i"
-	if [ "$activated" -ge "$DEVICES" ]; then break; fi
+	json=$("$AMTD" devices --json -c "$dir/amtd.conf" 2>/dev/null || true)
+	activated=$(grep -cE '"ProvisioningState": "(activated|configured)"' <<<"$json" || true)
+	connected=$(grep -c '"Connected": true' <<<"$json" || true)
+	printf '\r   %d of %d devices activated, %d of %d connected over CIRA (%ds)' "$activated" "$DEVICES" "$connected" "$CIRADEVICES" "$i"
+	if [ "$activated" -ge "$DEVICES" ] && [ "$connected" -ge "$CIRADEVICES" ]; then break; fi
 	if ! kill -0 "$simpid" 2>/dev/null; then echo; echo "demo: amtsim exited:" >&2; cat "$dir/amtsim.log" >&2; exit 1; fi
 	sleep 1
 done
 echo
 echo "== amtd devices"
 "$AMTD" devices -c "$dir/amtd.conf"
-if [ "$activated" -lt "$DEVICES" ]; then
-	echo "demo: FAILED: $activated of $DEVICES devices activated in 120 s" >&2
+if [ "$activated" -lt "$DEVICES" ] || [ "$connected" -lt "$CIRADEVICES" ]; then
+	echo "demo: FAILED: $activated of $DEVICES devices activated and $connected of $CIRADEVICES connected over CIRA in 120 s" >&2
 	tail -n 50 "$dir/amtd.log" >&2
 	exit 1
 fi

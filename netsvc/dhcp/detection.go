@@ -14,22 +14,12 @@ import (
 var riskyDetectionStrings = []string{"local", "localdomain", "lan", "home", "internal", "intranet", "corp"}
 
 // detectionStrings returns the detection strings to compare the served option
-// 15 against. amtd will later configure devices itself with a random
-// "<uuid>.com" string, as RPS does; until config carries the devices' strings,
-// it uses the well-known risky suffixes plus, when CIRA is enabled, the domain
-// of the appliance's own host name, which is the name devices dial for CIRA and
-// so the first thing an operator would enter as "the intranet".
-func detectionStrings(cfg *config.Config) []string {
-	s := append([]string(nil), riskyDetectionStrings...)
-	if cfg.CIRA.Enable {
-		host := normDomain(cfg.Site.Hostname)
-		if _, dom, ok := strings.Cut(host, "."); ok && dom != "" {
-			s = append(s, dom)
-		} else if host == "" && len(cfg.Site.Domains) > 0 {
-			s = append(s, normDomain(cfg.Site.Domains[0]))
-		}
-	}
-	return s
+// 15 against: the well-known risky intranet suffixes, which operators enter
+// on devices configured elsewhere. Devices amtd configures for CIRA get a
+// random "<hex>.amtd.invalid" string (netsvc/provision, as RPS does with
+// "<uuid>.com"), which no served domain can equal or end with.
+func detectionStrings(*config.Config) []string {
+	return append([]string(nil), riskyDetectionStrings...)
 }
 
 // detectionMatch reports the first detection string that domain equals or

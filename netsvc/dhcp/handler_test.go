@@ -496,20 +496,27 @@ func TestDetectionMatch(t *testing.T) {
 			t.Errorf("detectionMatch(%q, %v) = %q, %v; want %q", tc.domain, tc.det, got, ok, tc.want)
 		}
 	}
-	// With CIRA on, serving the domain of the name devices dial for CIRA is
-	// flagged in Status().
+	// Serving a risky intranet suffix is flagged in Status(); the site's own
+	// domain is not, with CIRA on or off: amtd gives the devices it
+	// configures a detection string under .invalid.
 	cfg := testConfig()
 	cfg.CIRA.Enable = true
 	svc, err := New(cfg, netsvc.Deps{Hosts: netsvc.NewHosts()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := svc.Status(); !strings.Contains(st, "WARNING") || !strings.Contains(st, `"amt.example.com"`) {
-		t.Errorf("Status() = %q, want a CIRA detection warning", st)
-	}
-	cfg.CIRA.Enable = false
-	svc, _ = New(cfg, netsvc.Deps{})
 	if st := svc.Status(); strings.Contains(st, "WARNING") {
-		t.Errorf("Status() = %q without CIRA", st)
+		t.Errorf("Status() = %q: the site's own domain flagged", st)
+	}
+	cfg.Site.Domains = append(cfg.Site.Domains, "site.local")
+	for i := range cfg.DHCPPools {
+		cfg.DHCPPools[i].Domain = "site.local"
+	}
+	svc, err = New(cfg, netsvc.Deps{Hosts: netsvc.NewHosts()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := svc.Status(); !strings.Contains(st, "WARNING") || !strings.Contains(st, `"local"`) {
+		t.Errorf("Status() = %q, want a CIRA detection warning for site.local", st)
 	}
 }
