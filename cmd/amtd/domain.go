@@ -17,10 +17,11 @@ import (
 const domainUsage = `Usage: amtd domain COMMAND [OPTIONS]
 
 Commands:
-  add SUFFIX            check a provisioning certificate (--pfx FILE) for the DNS suffix SUFFIX and store it, sealed
+  add SUFFIX            check a provisioning certificate (--pfx FILE) for the DNS suffix SUFFIX and store it, sealed;
+                        or make one (--self-signed) under a root of this appliance that devices are given in MEBx or by USB
   list                  every domain: leaf CN, expiry, root verdict
   show SUFFIX           one domain in full, checked again now
-  replace-cert SUFFIX   check and store a new certificate (--pfx FILE) for a domain: a renewal
+  replace-cert SUFFIX   check and store a new certificate (--pfx FILE, or --self-signed) for a domain: a renewal
   remove SUFFIX         delete a domain and its certificate
 
 The .pfx password is read from --password-file FILE, else from standard input,
@@ -65,6 +66,9 @@ type domainMeta struct {
 	NotBefore   time.Time `json:"not_before"`
 	NotAfter    time.Time `json:"not_after"`
 	Warnings    []string  `json:"warnings,omitempty"` // at the time it was stored
+	// RootKey names the sealed root in the keys table when the certificate
+	// was made by 'amtd domain add --self-signed'.
+	RootKey string `json:"root_key,omitempty"`
 }
 
 func metaOf(b *provcert.Bundle, ps provcert.Problems) domainMeta {
@@ -146,13 +150,18 @@ func readPFX(path string) ([]byte, error) {
 func domainPut(c *cli, args []string, replace bool) int {
 	name, about, reasonDefault := "domain add", "Check the provisioning certificate in FILE for the DNS suffix SUFFIX (spec/activation.md §12, §13)\n"+
 		"and store it sealed under the master key. SUFFIX is the DNS suffix devices get (DHCP option 15 or\n"+
-		"the MEBx PKI DNS suffix) or a parent of it. Nothing is stored if a check fails.", "provisioning certificate added"
+		"the MEBx PKI DNS suffix) or a parent of it. Nothing is stored if a check fails.\n\n"+
+		"With --self-signed, amtd makes the certificate itself: a provisioning root for the domain (RSA 3072,\n"+
+		"sealed in the store) and a leaf under it. Devices trust that root only once its SHA-256, printed here,\n"+
+		"is added in MEBx or by a USB key ('amtd usb-setup').", "provisioning certificate added"
 	if replace {
 		name, about, reasonDefault = "domain replace-cert", "Check the new provisioning certificate in FILE for the domain SUFFIX and store it in place of\n"+
-			"the old one (a renewal). Nothing changes if a check fails.", "provisioning certificate replaced"
+			"the old one (a renewal). Nothing changes if a check fails. With --self-signed, a new leaf is issued\n"+
+			"under the domain's self-signed root (made now if the domain has none).", "provisioning certificate replaced"
 	}
-	f := newStoreFlagsFor(c, name, "SUFFIX --pfx FILE", about)
+	f := newStoreFlagsFor(c, name, "SUFFIX --pfx FILE | --self-signed", about)
 	pfxPath := f.fs.String("pfx", "", "the provisioning certificate with its key and chain, as PKCS#12 (`FILE`.pfx/.p12)")
+	selfSigned := f.fs.Bool("self-signed", false, "make the certificate under a provisioning root of this appliance instead of reading one")
 	pwFile := f.fs.String("password-file", "", "read the .pfx password from the first line of `FILE` (- for standard input)")
 	reason := f.fs.String("reason", reasonDefault, "why, for the audit trail")
 	asJSON := f.fs.Bool("json", false, "print JSON")
@@ -169,9 +178,20 @@ func domainPut(c *cli, args []string, replace bool) int {
 		fmt.Fprintf(c.stderr, "amtd %s: %v\n", name, err)
 		return exitUsage
 	}
-	if *pfxPath == "" {
-		fmt.Fprintf(c.stderr, "amtd %s: give the certificate with --pfx FILE\n", name)
+	switch {
+	case *pfxPath != "" && *selfSigned:
+		fmt.Fprintf(c.stderr, "amtd %s: --pfx and --self-signed exclude each other: give a bought certificate or have amtd make one\n", name)
 		return exitUsage
+	case *selfSigned && *pwFile != "":
+		fmt.Fprintf(c.stderr, "amtd %s: --password-file goes with --pfx; a --self-signed certificate gets a random password\n", name)
+		return exitUsage
+	case *pfxPath == "" && !*selfSigned:
+		fmt.Fprintf(c.stderr, "amtd %s: give the certificate with --pfx FILE, or --self-signed for one made under this appliance's own root\n", name)
+		return exitUsage
+	}
+	source, sourceFlag := *pfxPath, "--pfx FILE"
+	if *selfSigned {
+		source, sourceFlag = "the self-signed certificate", "--self-signed"
 	}
 	// The store first: no password is asked for a change that cannot happen.
 	ctx, cancel := storeContext()
@@ -186,35 +206,50 @@ func domainPut(c *cli, args []string, replace bool) int {
 	case err != nil:
 		return closeStore(c, s, fail("%v", err))
 	case exists && !replace:
-		return closeStore(c, s, fail("%s is already in the store: renew its certificate with 'amtd domain replace-cert %s --pfx FILE'", suffix, suffix))
+		return closeStore(c, s, fail("%s is already in the store: renew its certificate with 'amtd domain replace-cert %s %s'", suffix, suffix, sourceFlag))
 	case !exists && replace:
-		return closeStore(c, s, fail("no domain %s in the store: add it with 'amtd domain add %s --pfx FILE'", suffix, suffix))
+		return closeStore(c, s, fail("no domain %s in the store: add it with 'amtd domain add %s %s'", suffix, suffix, sourceFlag))
 	}
-	pfx, err := readPFX(*pfxPath)
+	var (
+		pfx         []byte
+		pw          secret.Value
+		rootCreated bool
+	)
+	if *selfSigned {
+		pfx, pw, rootCreated, err = selfSignedPFX(ctx, s.Keys(), suffix, c.actor(), time.Now())
+	} else {
+		pfx, err = readPFX(*pfxPath)
+		if err == nil {
+			pw, err = readPassword(c, *pwFile)
+		}
+	}
+	defer func() { clear(pfx); pw.Wipe() }() // what they hold by now
 	if err != nil {
-		return closeStore(c, s, fail("%v", err))
+		return closeStore(c, s, fail("%s: %v", suffix, err))
 	}
-	defer clear(pfx)
-	pw, err := readPassword(c, *pwFile)
-	if err != nil {
-		return closeStore(c, s, fail("%v", err))
-	}
-	defer pw.Wipe()
+	// A made certificate goes through the checks a bought one does: what is
+	// stored is known to open and to pass (spec/activation.md §12).
 	b, err := provcert.Load(pfx, pw.Reveal())
 	if err != nil {
-		return closeStore(c, s, fail("%s: %s: %v", suffix, *pfxPath, err))
+		return closeStore(c, s, fail("%s: %s: %v", suffix, source, err))
 	}
 	ps := b.Check(provcert.Policy{Suffix: suffix, Now: time.Now()})
 	for _, p := range ps.Warnings() {
+		if *selfSigned && p.Check == provcert.CheckRoot {
+			continue // expected: the hash is printed below with what to do
+		}
 		fmt.Fprintf(c.stderr, "warning: %s\n", p.Msg)
 	}
 	if errs := ps.Errors(); len(errs) > 0 {
 		for _, p := range errs {
 			fmt.Fprintf(c.stderr, "error: %s\n", p.Msg)
 		}
-		return closeStore(c, s, fail("%s: %s was not stored: %d problem(s) above", suffix, *pfxPath, len(errs)))
+		return closeStore(c, s, fail("%s: %s was not stored: %d problem(s) above", suffix, source, len(errs)))
 	}
 	meta := metaOf(b, ps)
+	if *selfSigned {
+		meta.RootKey = provRootKeyName(suffix)
+	}
 	metaJSON, err := json.Marshal(meta)
 	if err != nil {
 		return closeStore(c, s, fail("%v", err))
@@ -234,6 +269,9 @@ func domainPut(c *cli, args []string, replace bool) int {
 	} else {
 		fmt.Fprintf(c.stdout, "%s domain %s\n", verb, suffix)
 		writeDomain(c.stdout, suffix, meta, time.Now())
+		if *selfSigned {
+			writeSelfSignedRoot(c.stdout, suffix, meta.RootSHA256, rootCreated)
+		}
 		fmt.Fprintln(c.stdout, "(a running amtd picks it up at the next hello)")
 	}
 	return closeStore(c, s, exitOK)
@@ -394,7 +432,9 @@ func domainShow(c *cli, args []string) int {
 		ps = provcert.Problems{{Check: provcert.CheckDecode, Msg: "the stored certificate no longer opens: " + err.Error()}}
 	} else {
 		ps = b.Check(provcert.Policy{Suffix: suffix, Now: now})
+		rootKey := j.RootKey
 		j.domainMeta = metaOf(b, ps)
+		j.RootKey = rootKey
 	}
 	for _, p := range ps {
 		j.Problems = append(j.Problems, severityWord(p)+": "+p.Msg)
@@ -442,5 +482,10 @@ func domainRemove(c *cli, args []string) int {
 		return closeStore(c, s, exitFailure)
 	}
 	fmt.Fprintf(c.stdout, "removed domain %s and its provisioning certificate\n", suffix)
+	if _, err := s.Keys().Kind(ctx, provRootKeyName(suffix)); err == nil {
+		// Devices given the root's hash keep it; adding the domain again
+		// with --self-signed reuses the root, so they need nothing new.
+		fmt.Fprintf(c.stdout, "its self-signed provisioning root stays in the store (%s) for when the domain is added again\n", provRootKeyName(suffix))
+	}
 	return closeStore(c, s, exitOK)
 }

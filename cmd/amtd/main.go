@@ -42,6 +42,7 @@ func commands() []command {
 		{"check-config", "validate amtd.conf and report every problem as FILE:LINE: message", cmdCheckConfig},
 		{"status", "show the running daemon's services, devices and activations", cmdStatus},
 		{"profile", "manage activation profiles: ACM or CCM, CIRA, and which devices each is for (profile add|list|show|remove)", cmdProfile},
+		{"apikey", "manage console API keys: create one for a role, list them, revoke one (apikey create|list|revoke)", cmdAPIKey},
 		{"agent-token", "write a new enrolment token for rpc-go agents ([Provisioning] AgentTokenFile=)", cmdAgentToken},
 		{"usb-setup", "write a USB setup.bin for one-touch setup of machines in a domain (usb-setup, usb-setup list|export)", cmdUSBSetup},
 		{"devices", "list devices and show one's provisioning state, history and stored password states (devices list|show|history)", cmdDevices},
