@@ -196,7 +196,15 @@ root=$work/root
 mkdir "$root"
 tar -C "$root" --numeric-owner -xpf "$base"
 cp "$deb" "$root/tmp/amtd.deb"
+logsize=$(stat -c %s "$root/var/log/dpkg.log" 2>/dev/null || echo 0)
 chroot "$root" dpkg --unpack /tmp/amtd.deb >/dev/null || die "dpkg --unpack of $deb failed"
+# dpkg's log of the unpack, dated SOURCE_DATE_EPOCH like everything else.
+if [ -f "$root/var/log/dpkg.log" ]; then
+	when=$(date -u -d "@$SOURCE_DATE_EPOCH" '+%F %T')
+	{ head -c "$logsize" "$root/var/log/dpkg.log"; tail -c +"$((logsize + 1))" "$root/var/log/dpkg.log" |
+		sed -E "s/^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:]{8}/$when/"; } >"$work/dpkg.log"
+	cat "$work/dpkg.log" >"$root/var/log/dpkg.log"
+fi
 rm -f "$root/tmp/amtd.deb"
 # The package's conffile waits as amtd.conf.dpkg-new until it is configured;
 # the site's amtd.conf is the one kept then (dpkg --force-confold).

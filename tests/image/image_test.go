@@ -16,9 +16,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -79,6 +81,10 @@ func TestImageBoots(t *testing.T) {
 		"--pfx", pfxPath, "--pfx-password-file", pwPath,
 		"--cache", cacheDir, "--out", out, "--no-squashfs")
 	build.Dir = top
+	// Fixed, so that a commit made meanwhile in the tree does not change
+	// the date of the second build.
+	sde := "SOURCE_DATE_EPOCH=" + strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)
+	build.Env = append(os.Environ(), sde)
 	if b, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("packaging/image/build.sh: %v\n%s", err, b)
 	} else {
@@ -88,6 +94,25 @@ func TestImageBoots(t *testing.T) {
 
 	tarball := filepath.Join(out, "amtd-image-"+domain+".tar")
 	checkNoSecrets(t, tarball)
+
+	// The same base, .deb and date give the same tarball, byte for byte.
+	debs, _ := filepath.Glob(filepath.Join(out, "amtd_*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("build.sh left %d .deb files in %s, want 1", len(debs), out)
+	}
+	out2 := filepath.Join(dir, "out2")
+	again := exec.Command(filepath.Join(top, "packaging/image/build.sh"), "--domain", domain,
+		"--address", address+"/24", "--router", "none", "--interface", "host0",
+		"--pfx", pfxPath, "--pfx-password-file", pwPath, "--deb", debs[0],
+		"--cache", cacheDir, "--out", out2, "--no-squashfs")
+	again.Dir, again.Env = top, build.Env
+	if b, err := again.CombinedOutput(); err != nil {
+		t.Fatalf("packaging/image/build.sh (again): %v\n%s", err, b)
+	}
+	if a, b := fileSum(t, tarball), fileSum(t, filepath.Join(out2, "amtd-image-"+domain+".tar")); a != b {
+		t.Errorf("two builds of the same image differ: sha256 %s and %s", a, b)
+	}
+	os.RemoveAll(out2)
 
 	root := filepath.Join(dir, "root")
 	if err := os.Mkdir(root, 0o755); err != nil {
@@ -169,6 +194,40 @@ func TestImageBoots(t *testing.T) {
 			t.Errorf("the console summary does not show %q", want)
 		}
 	}
+
+	// A reboot: the units the first boot enabled start amtd with the same
+	// key and store; the first-boot unit does not run again.
+	key := fileSum(t, filepath.Join(root, "etc/amtd/master-key.cred"))
+	vm.stop(t)
+	vm = boot(t, root)
+	waitFor(t, "amtd.service active after a reboot", 3*time.Minute, func() (bool, string) {
+		o, _ := vm.exec("systemctl", "is-active", "amtd.service")
+		return strings.TrimSpace(o) == "active", o
+	})
+	t.Logf("reboot to amtd.service active took %s", time.Since(vm.started).Round(100*time.Millisecond))
+	if o, _ := vm.exec("systemctl", "show", "-P", "ConditionResult", "amtd-firstboot.service"); strings.TrimSpace(o) != "no" {
+		t.Errorf("amtd-firstboot.service ran again on the second boot (ConditionResult=%s)", strings.TrimSpace(o))
+	}
+	if k := fileSum(t, filepath.Join(root, "etc/amtd/master-key.cred")); k != key {
+		t.Error("the sealed master key changed across a reboot")
+	}
+	o, err = vm.execNet("dig", "+short", "+time=3", "+tries=3", "@"+address, "ProvisionServer."+domain, "A")
+	if err != nil || strings.TrimSpace(o) != address {
+		t.Errorf("after a reboot, dig ProvisionServer.%s @%s: %q, %v; want %s", domain, address, o, err, address)
+	}
+	if o, err := vm.exec("amtd", "status"); err != nil || !hasServiceLine(o, "provisioning", "up", "ok") {
+		t.Errorf("after a reboot, amtd status: %v\n%s", err, o)
+	}
+}
+
+func fileSum(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // hasServiceLine finds the row of svc in amtd status's service table.
@@ -222,6 +281,30 @@ type machine struct {
 	leader  int // the container's PID 1, as the host sees it
 	started time.Time
 	log     syncBuffer // the console
+	done    chan error // nspawn's exit
+	stopped bool
+}
+
+// stop powers the container off: SIGTERM asks nspawn to halt it cleanly.
+func (m *machine) stop(t *testing.T) {
+	if m.stopped {
+		return
+	}
+	m.stopped = true
+	_ = m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-m.done:
+		if err != nil {
+			t.Errorf("systemd-nspawn: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Errorf("the container did not power off within 60 s of SIGTERM; killing it")
+		_ = m.cmd.Process.Kill()
+		<-m.done
+	}
+	if t.Failed() {
+		t.Logf("console log:\n%s", m.console())
+	}
 }
 
 // syncBuffer is a bytes.Buffer written by exec's copying goroutine and read
@@ -269,21 +352,8 @@ func boot(t *testing.T, root string) *machine {
 	}
 	done := make(chan error, 1)
 	go func() { done <- m.cmd.Wait() }()
-	t.Cleanup(func() {
-		// SIGTERM asks nspawn to power the container off cleanly.
-		_ = m.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-done:
-			t.Logf("container stopped: %v", err)
-		case <-time.After(60 * time.Second):
-			t.Errorf("the container did not power off within 60 s of SIGTERM; killing it")
-			_ = m.cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("console log:\n%s", m.console())
-		}
-	})
+	m.done = done
+	t.Cleanup(func() { m.stop(t) })
 
 	// nspawn forks the container's init as its child.
 	waitFor(t, "the container's init", 60*time.Second, func() (bool, string) {
