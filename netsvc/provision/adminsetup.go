@@ -64,29 +64,16 @@ func (e *Engine) ActivateACMAdminSetup(ctx context.Context, uuid, host string, d
 		return fmt.Errorf("domain %s: the provisioning key is %T; AMT takes RSA only", chain.Suffix, chain.Cert.PrivateKey)
 	}
 	devs, secrets := e.Store.Devices(), e.Store.Secrets()
-	if _, err := devs.Get(ctx, uuid); errors.Is(err, store.ErrNotFound) {
-		if err := devs.Put(ctx, store.Device{UUID: uuid, AMTVersion: version}); err != nil {
-			return err
-		}
-	} else if err != nil {
+	if err := e.ensureDevice(ctx, uuid, version); err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			e.count("failed")
-			_ = devs.SetState(context.WithoutCancel(ctx), uuid, StateFailed, "error", err.Error(), true)
-		}
-	}()
+	defer e.recordFailure(ctx, uuid, &err)
 	if err := devs.SetState(ctx, uuid, StateActivating, StepConnect, "agent, admin control mode, domain "+chain.Suffix, false); err != nil {
 		return err
 	}
-	local := wsman.NewClient(dial, wsman.Credentials{Host: host, Username: lsaUser, Password: lsaPass})
-	var gs wsman.AMTGeneralSettings
-	if err := e.call(ctx, func(ctx context.Context) error { return local.Get(ctx, "AMT_GeneralSettings", &gs) }); err != nil {
-		return fmt.Errorf("read the realm with the local system account: %w", err)
-	}
-	if err := digest.ValidateRealm(gs.DigestRealm); err != nil {
-		return fmt.Errorf("the device's realm: %w", err)
+	local, realm, err := e.localSession(ctx, dial, host, lsaUser, lsaPass)
+	if err != nil {
+		return err
 	}
 	admin, err := pendingOrNewLen(ctx, secrets, uuid, store.AMTAdmin, passwordLen, "agent activation (ACM)")
 	if err != nil {
@@ -109,7 +96,7 @@ func (e *Engine) ActivateACMAdminSetup(ctx context.Context, uuid, host string, d
 	if err := devs.SetState(ctx, uuid, StateActivating, "admin-setup", "", false); err != nil {
 		return err
 	}
-	in := wsman.AdminSetupInput{NetAdminPassEncryptionType: 2, NetworkAdminPassword: digest.HA1Hex(adminUser, gs.DigestRealm, admin),
+	in := wsman.AdminSetupInput{NetAdminPassEncryptionType: 2, NetworkAdminPassword: digest.HA1Hex(adminUser, realm, admin),
 		McNonce: mc, SigningAlgorithm: 2, DigitalSignature: sig}
 	// Exactly once: a retried AdminSetup can hang AMT (rps#2752).
 	setupErr := e.call(ctx, func(ctx context.Context) error {
@@ -201,12 +188,7 @@ func (e *Engine) UpgradeToACM(ctx context.Context, uuid, host string, dial wsman
 		return fmt.Errorf("domain %s: the provisioning key is %T; AMT takes RSA only", chain.Suffix, chain.Cert.PrivateKey)
 	}
 	devs, secrets := e.Store.Devices(), e.Store.Secrets()
-	defer func() {
-		if err != nil {
-			e.count("failed")
-			_ = devs.SetState(context.WithoutCancel(ctx), uuid, StateFailed, "error", err.Error(), true)
-		}
-	}()
+	defer e.recordFailure(ctx, uuid, &err)
 	if err := devs.SetState(ctx, uuid, StateActivating, StepConnect, "agent, upgrade to admin control mode, domain "+chain.Suffix, false); err != nil {
 		return err
 	}

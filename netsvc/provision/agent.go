@@ -371,29 +371,16 @@ func (e *Engine) checkStoredPassword(ctx context.Context, uuid string, given sec
 // whose answer was lost counts as done when the device reports CCM.
 func (e *Engine) ActivateCCM(ctx context.Context, uuid, host string, dial wsman.Dialer, lsaUser string, lsaPass secret.Value, version string) (err error) {
 	devs, secrets := e.Store.Devices(), e.Store.Secrets()
-	if _, err := devs.Get(ctx, uuid); errors.Is(err, store.ErrNotFound) {
-		if err := devs.Put(ctx, store.Device{UUID: uuid, AMTVersion: version}); err != nil {
-			return err
-		}
-	} else if err != nil {
+	if err := e.ensureDevice(ctx, uuid, version); err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			e.count("failed")
-			_ = devs.SetState(context.WithoutCancel(ctx), uuid, StateFailed, "error", err.Error(), true)
-		}
-	}()
+	defer e.recordFailure(ctx, uuid, &err)
 	if err := devs.SetState(ctx, uuid, StateActivating, StepConnect, "agent, client control mode", false); err != nil {
 		return err
 	}
-	local := wsman.NewClient(dial, wsman.Credentials{Host: host, Username: lsaUser, Password: lsaPass})
-	var gs wsman.AMTGeneralSettings
-	if err := e.call(ctx, func(ctx context.Context) error { return local.Get(ctx, "AMT_GeneralSettings", &gs) }); err != nil {
-		return fmt.Errorf("read the realm with the local system account: %w", err)
-	}
-	if err := digest.ValidateRealm(gs.DigestRealm); err != nil {
-		return fmt.Errorf("the device's realm: %w", err)
+	local, realm, err := e.localSession(ctx, dial, host, lsaUser, lsaPass)
+	if err != nil {
+		return err
 	}
 	admin, err := pendingOrNewLen(ctx, secrets, uuid, store.AMTAdmin, passwordLen, "agent activation (CCM)")
 	if err != nil {
@@ -406,7 +393,7 @@ func (e *Engine) ActivateCCM(ctx context.Context, uuid, host string, dial wsman.
 	if err := devs.SetState(ctx, uuid, StateActivating, "setup", "", false); err != nil {
 		return err
 	}
-	in := wsman.SetupInput{NetAdminPassEncryptionType: 2, NetworkAdminPassword: digest.HA1Hex(adminUser, gs.DigestRealm, admin)}
+	in := wsman.SetupInput{NetAdminPassEncryptionType: 2, NetworkAdminPassword: digest.HA1Hex(adminUser, realm, admin)}
 	setupErr := e.call(ctx, func(ctx context.Context) error {
 		return local.Invoke(ctx, "IPS_HostBasedSetupService", "Setup", in.Params(), nil)
 	})

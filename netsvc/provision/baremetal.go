@@ -193,22 +193,11 @@ func (e *Engine) ActivateACM(ctx context.Context, t Target, chain tls.Certificat
 	}
 	t.UUID = uuid
 	devs, secrets := e.Store.Devices(), e.Store.Secrets()
-	if _, err := devs.Get(ctx, uuid); errors.Is(err, store.ErrNotFound) {
-		if err := devs.Put(ctx, store.Device{UUID: uuid}); err != nil {
-			return res, err
-		}
-	} else if err != nil {
+	if err := e.ensureDevice(ctx, uuid, ""); err != nil {
 		return res, err
 	}
 	log := e.log().With("dev", uuid)
-	defer func() {
-		if err != nil {
-			e.count("failed")
-			log.Warn("activation failed", "err", err)
-			// The history keeps the step; last_error says it in plain words.
-			_ = devs.SetState(context.WithoutCancel(ctx), uuid, StateFailed, "error", err.Error(), true)
-		}
-	}()
+	defer e.recordFailure(ctx, uuid, &err)
 	if err := devs.SetState(ctx, uuid, StateActivating, StepConnect, t.Addr, false); err != nil {
 		return res, err
 	}
@@ -460,4 +449,39 @@ func (e *Engine) ChangeAdminPassword(ctx context.Context, uuid, host string, dia
 		return err
 	}
 	return e.Store.Devices().SetState(ctx, uuid, StateActivated, "changepassword", "admin password changed", false)
+}
+
+// ensureDevice creates the device's row when it has none.
+func (e *Engine) ensureDevice(ctx context.Context, uuid, version string) error {
+	devs := e.Store.Devices()
+	_, err := devs.Get(ctx, uuid)
+	if errors.Is(err, store.ErrNotFound) {
+		return devs.Put(ctx, store.Device{UUID: uuid, AMTVersion: version})
+	}
+	return err
+}
+
+// recordFailure, deferred with the function's error, counts a failed
+// activation and says why on the device (last_error, in plain words).
+func (e *Engine) recordFailure(ctx context.Context, uuid string, err *error) {
+	if *err == nil {
+		return
+	}
+	e.count("failed")
+	e.log().Warn("activation failed", "dev", uuid, "err", *err)
+	_ = e.Store.Devices().SetState(context.WithoutCancel(ctx), uuid, StateFailed, "error", (*err).Error(), true)
+}
+
+// localSession logs in with the local system account through dial (the
+// agent's relay to LMS) and reads the digest realm.
+func (e *Engine) localSession(ctx context.Context, dial wsman.Dialer, host, user string, pass secret.Value) (*wsman.Client, string, error) {
+	c := wsman.NewClient(dial, wsman.Credentials{Host: host, Username: user, Password: pass})
+	var gs wsman.AMTGeneralSettings
+	if err := e.call(ctx, func(ctx context.Context) error { return c.Get(ctx, "AMT_GeneralSettings", &gs) }); err != nil {
+		return nil, "", fmt.Errorf("read the realm with the local system account: %w", err)
+	}
+	if err := digest.ValidateRealm(gs.DigestRealm); err != nil {
+		return nil, "", fmt.Errorf("the device's realm: %w", err)
+	}
+	return c, gs.DigestRealm, nil
 }
