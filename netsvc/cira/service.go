@@ -68,7 +68,7 @@ type Service struct {
 	cert     *pki.ServerCert // issued at Start unless a test set it
 	gate     *gate
 	bySource *backoff[netip.Addr]
-	byUUID   *backoff[string]
+	byUUID   *backoff[uuidSource]
 	authSem  chan struct{}
 	reg      *registry
 
@@ -118,7 +118,7 @@ func New(cfg *config.Config, deps netsvc.Deps) (*Service, error) {
 		instance: instance,
 		gate:     newGate(),
 		bySource: newBackoff[netip.Addr](sourceFreeFailures, now),
-		byUUID:   newBackoff[string](0, now),
+		byUUID:   newBackoff[uuidSource](0, now),
 		authSem:  make(chan struct{}, maxAuthChecks),
 		reg:      newRegistry(),
 		conns:    map[net.Conn]*session{},

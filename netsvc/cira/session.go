@@ -286,7 +286,12 @@ func (s *session) authenticate(ctx context.Context, r *apf.Reader) string {
 		sv.log.Info("cira: refused an authentication method", "dev", s.uuid, "method", ua.Method, "service", ua.Service)
 		return fail(resultBadUser)
 	}
-	if blocked, until := sv.byUUID.blocked(s.uuid); blocked {
+	// The UUID backoff is per UUID and source: a stranger who knows a
+	// device's UUID cannot keep the device itself out by failing logins
+	// from elsewhere. Guessing across sources gains nothing against a
+	// random 16-character password behind argon2id.
+	key := uuidSource{s.uuid, s.src}
+	if blocked, until := sv.byUUID.blocked(key); blocked {
 		sv.log.Info("cira: device is backing off after failed logins", "dev", s.uuid, "remote", s.remote, "until", until)
 		return fail(resultBackoff)
 	}
@@ -297,7 +302,7 @@ func (s *session) authenticate(ctx context.Context, r *apf.Reader) string {
 	}
 	if !userOK || !pwOK {
 		sv.bySource.fail(s.src)
-		sv.byUUID.fail(s.uuid)
+		sv.byUUID.fail(key)
 		res := resultBadPassword
 		if !userOK {
 			res = resultBadUser
@@ -306,7 +311,7 @@ func (s *session) authenticate(ctx context.Context, r *apf.Reader) string {
 		return fail(res)
 	}
 	sv.bySource.succeed(s.src)
-	sv.byUUID.succeed(s.uuid)
+	sv.byUUID.succeed(key)
 	if err := s.send(apf.UserauthSuccess{}); err != nil {
 		return ioResult(err, resultClosed)
 	}
@@ -494,4 +499,10 @@ func (s *session) sendKeepaliveOptions() {
 	if err := s.send(apf.KeepaliveOptionsRequest{Interval: uint32(set.keepAlive / time.Second), Timeout: uint32(set.idle / time.Second)}); err != nil {
 		_ = s.conn.Close()
 	}
+}
+
+// uuidSource keys the per-device login backoff.
+type uuidSource struct {
+	uuid string
+	src  netip.Addr
 }
