@@ -8,6 +8,7 @@ import (
 	"amtd/daemon/config"
 	"amtd/daemon/control"
 	"amtd/netsvc"
+	"amtd/netsvc/api"
 	"amtd/netsvc/cira"
 	"amtd/netsvc/dhcp"
 	"amtd/netsvc/dns"
@@ -40,6 +41,8 @@ func DefaultServices() []Spec {
 		// CIRA last: its links outlive reloads (it implements Reloader), and
 		// devices dial it only once provisioning has configured them.
 		{Name: "cira", Enabled: func(c *config.Config) bool { return c.CIRA.Enable }, New: newCIRA},
+		// The console API reads what the others keep in the store.
+		{Name: "api", Enabled: func(c *config.Config) bool { return c.API.Enable }, New: newAPI},
 	}
 }
 
@@ -88,6 +91,37 @@ func newProvisioning(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, erro
 		}
 	}
 	return provision.New(cfg, deps, opts)
+}
+
+// newAPI serves the console API with the appliance certificate, the one
+// devices already trust for CIRA (created here in a store made before amtd
+// had a CA).
+func newAPI(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
+	if deps.Store == nil {
+		return nil, fmt.Errorf("api: needs the store")
+	}
+	now := time.Now
+	if deps.Now != nil {
+		now = deps.Now
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ca, created, err := pki.LoadOrInit(ctx, deps.Store, now(), cfg.Site.Hostname, "amtd")
+	if err != nil {
+		return nil, fmt.Errorf("api: the appliance CA: %w", err)
+	}
+	if created && deps.Log != nil {
+		deps.Log.Info("appliance CA created", "fingerprint", ca.Fingerprint())
+	}
+	var names []string
+	if cfg.Site.Hostname != "" {
+		names = []string{cfg.Site.Hostname}
+	}
+	sc, err := pki.NewServerCert(ca, names, cfg.Site.Addresses, now)
+	if err != nil {
+		return nil, fmt.Errorf("api: the HTTPS certificate (from [Site] Hostname= and Address=): %w", err)
+	}
+	return api.New(cfg, deps, api.Options{Certificate: sc.GetCertificate})
 }
 
 // Optional interfaces a service may implement for STATUS= and `amtd status`.

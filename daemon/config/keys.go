@@ -278,7 +278,7 @@ func Keys() []Section {
 				Doc: "A link that sends nothing, not even a keep-alive, for this long is dropped; the device reconnects.",
 				h:   one(positiveDuration, func(t *target) *time.Duration { return &t.cfg.CIRA.IdleTimeout })},
 		}},
-		{Name: "API", Doc: "The console REST API and relay (HTTPS) and the metrics endpoint. Not in this version of amtd yet.", Keys: []Key{
+		{Name: "API", Doc: "The console REST API (HTTPS, Open AMT MPS /api/v1 compatible, API keys from amtd apikey create) and the metrics endpoint.", Keys: []Key{
 			{Name: "Enable", Values: vBool, Default: "no",
 				Doc: "Serve the API.",
 				h:   one(parseBool, func(t *target) *bool { return &t.cfg.API.Enable })},
@@ -295,6 +295,4 @@ func Keys() []Section {
 // notYet lists the sections whose service this build does not have. Enable=yes
 // in one of them is an error, so nobody believes a service runs that does not.
 // A later version removes its entry when the service lands.
-var notYet = map[string]string{
-	"API": "console API",
-}
+var notYet = map[string]string{}

@@ -155,8 +155,6 @@ func TestParseProblems(t *testing.T) {
 		{"cira idle under two keep-alives", site + "[CIRA]\nKeepAlive=60s\nIdleTimeout=90s\n", []string{"6: [CIRA] IdleTimeout=1m30s must be at least twice KeepAlive=1m0s"}},
 		{"agent without token", site + "[Provisioning]\nEnable=on\nAgentListen=0.0.0.0:8443\n", []string{"6: [Provisioning] AgentListen= needs AgentTokenFile="}},
 		{"agent allow-from", site + "[Provisioning]\nAgentAllowFrom=10.0.0.0/33\n", []string{"5: [Provisioning] AgentAllowFrom=10.0.0.0/33"}},
-		{"api not yet", site + "[API]\nEnable=1\n", []string{"5: [API] Enable=yes: this build of amtd does not have the console API yet"}},
-		{"not yet needs no site", "[API]\nEnable=yes\n", []string{"2: [API] Enable=yes: this build of amtd does not have the console API yet"}},
 		{"port conflict", site + "[DNS]\nEnable=yes\nListen=127.0.0.1:8053\n[DHCP]\nEnable=yes\nListen=0.0.0.0:8053\n[DHCPPool]\nSubnet=192.0.2.0/24\nRange=192.0.2.100-192.0.2.199\n",
 			[]string{"9: [DNS] Listen=127.0.0.1:8053 and [DHCP] Listen=0.0.0.0:8053 use the same port"}},
 
