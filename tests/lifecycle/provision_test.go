@@ -134,3 +134,75 @@ func TestProvisioningEndToEnd(t *testing.T) {
 		t.Fatalf("exit %d after SIGTERM", code)
 	}
 }
+
+// TestUSBOneTouchSelfHostedRoot is issue 8 end to end through the built
+// daemon: a domain with the appliance's own provisioning root (amtd domain
+// add --self-signed), a USB key from amtd usb-setup, and a factory machine
+// that trusts only the default roots. The machine takes a record, sends its
+// hello to the address on the key, and amtd activates it in ACM with the
+// self-hosted root; its MEBx password ends as the one the store holds.
+func TestUSBOneTouchSelfHostedRoot(t *testing.T) {
+	hello := freePort(t, "tcp")
+	s := newSite(t, fmt.Sprintf("\n[Provisioning]\nEnable=yes\nHelloListen=127.0.0.1:%d\n", hello))
+	if code, out, errs := run(t, nil, "domain", "add", "lifecycle.test", "--self-signed", "-c", s.conf); code != 0 {
+		t.Fatalf("domain add --self-signed: %d\n%s\n%s", code, out, errs)
+	}
+	key := filepath.Join(s.dir, "setup.bin")
+	if code, out, errs := run(t, nil, "usb-setup", "--domain", "lifecycle.test", "--out", key, "--records", "2", "-c", s.conf); code != 0 {
+		t.Fatalf("usb-setup: %d\n%s\n%s", code, out, errs)
+	}
+	n := listenNotify(t, s.dir)
+	d := start(t, []string{"NOTIFY_SOCKET=" + n.path}, amtd, "run", "-c", s.conf)
+	n.await(t, "READY=1", 30*time.Second)
+
+	ip := "127.0.1.60"
+	dev, err := amtsim.New(amtsim.Config{Net: amtsim.NetIdentity{Suffix: "lifecycle.test", IP: netip.MustParseAddr(ip)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dev.ApplySetupBinFile(key); err != nil {
+		t.Fatal(err)
+	}
+	l, err := dev.Listen(amtsim.ListenAddrs{TLS: ip + ":16993"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// The key's server address is 127.0.0.1 ([Site] Address=) and port the
+	// hello port: no DNS is involved.
+	if _, err := dev.SendHello(context.Background(), 9971, 0); err != nil {
+		t.Fatal(err)
+	}
+	uuid := dev.UUID.String()
+	deadline := time.Now().Add(60 * time.Second)
+	for dev.ControlMode() != amtsim.ModeACM {
+		if time.Now().After(deadline) {
+			_, out, _ := run(t, nil, "devices", "show", uuid, "-c", s.conf)
+			t.Fatalf("not activated within 60 s:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// The store holds the MEBx password the machine now has.
+	for {
+		st, err := store.Open(context.Background(), store.Options{Path: filepath.Join(s.dir, "amtd.db"), KeyFile: filepath.Join(s.dir, "master.key")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mebx, err := st.Secrets().Current(context.Background(), uuid, store.MEBx)
+		st.Close()
+		if err == nil {
+			if mebx.RevealString() != dev.Snapshot().MEBxPassword {
+				t.Fatal("the machine's MEBx password is not the one the store holds")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no current MEBx password stored: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	d.signal(syscall.SIGTERM)
+	if code := d.wait(20 * time.Second); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+}
