@@ -12,11 +12,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"amtd/daemon/config"
 	"amtd/netsvc"
 	"amtd/secret"
+	"amtd/store"
 )
 
 // Options are what the daemon hands the service besides the configuration.
@@ -45,6 +47,13 @@ type Service struct {
 	opts   Options
 	listen string
 	http   *http.Server
+
+	// The expiry watch (issue 5): see checkExpiry.
+	expiryTick func() (<-chan time.Time, func()) // the daily tick; a test's own in tests
+	expiryMu   sync.Mutex
+	expiryNote string        // for Status
+	expiryStop chan struct{} // closed by Close
+	expiryDone chan struct{} // closed when the watch returns
 }
 
 // MaxTokenFile bounds what is read from AgentTokenFile=.
@@ -150,6 +159,7 @@ func (s *Service) Start(ctx context.Context) error {
 		s.deps.Log.Info("provisioning up", "hello", ln.Addr().String(), "agents", s.cfg.Provisioning.AgentListen,
 			"domains", strings.Join(s.cfg.Site.Domains, ","), "cira", s.hl.Engine.CIRA != nil)
 	}
+	s.startExpiryWatch(ctx)
 	return nil
 }
 
@@ -163,6 +173,7 @@ func (s *Service) Close(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	s.stopExpiryWatch()
 	errs = append(errs, s.hl.Close(ctx))
 	return errors.Join(errs...)
 }
@@ -181,5 +192,98 @@ func (s *Service) Status() string {
 	if s.agent != nil {
 		agents = "agents on " + s.cfg.Provisioning.AgentListen
 	}
-	return fmt.Sprintf("%d activations running; %s", s.hl.ActivationsRunning(), agents)
+	st := fmt.Sprintf("%d activations running; %s", s.hl.ActivationsRunning(), agents)
+	s.expiryMu.Lock()
+	defer s.expiryMu.Unlock()
+	if s.expiryNote != "" {
+		st += "; " + s.expiryNote
+	}
+	return st
+}
+
+// An expired provisioning certificate stops every ACM activation of its
+// domain, and vendors take days to reissue one: the daemon says so from
+// store.ExpiryWarning (30 days) ahead, at start and once a day, in the log,
+// in `amtd status` and as a gauge (spec/activation.md §12.5).
+const expiryEvery = 24 * time.Hour
+
+func (s *Service) startExpiryWatch(ctx context.Context) {
+	s.checkExpiry(ctx)
+	tick := s.expiryTick
+	if tick == nil {
+		tick = func() (<-chan time.Time, func()) { t := time.NewTicker(expiryEvery); return t.C, t.Stop }
+	}
+	c, stopTick := tick()
+	s.expiryStop, s.expiryDone = make(chan struct{}), make(chan struct{})
+	stop, done := s.expiryStop, s.expiryDone
+	go func() {
+		defer close(done)
+		defer stopTick()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-c:
+				s.checkExpiry(context.Background())
+			}
+		}
+	}()
+}
+
+func (s *Service) stopExpiryWatch() {
+	if s.expiryStop == nil {
+		return // never started
+	}
+	select {
+	case <-s.expiryStop:
+	default:
+		close(s.expiryStop)
+	}
+	<-s.expiryDone
+}
+
+// checkExpiry sets amtd_domain_cert_expiry_days for every domain, warns in
+// the log about each certificate within the warning (or expired), and keeps
+// a note of them for Status. A store error is logged; the next tick retries.
+func (s *Service) checkExpiry(ctx context.Context) {
+	now := time.Now()
+	if s.deps.Now != nil {
+		now = s.deps.Now()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	all, err := s.deps.Store.Domains().List(ctx)
+	var soon []store.Domain
+	if err == nil {
+		soon, err = s.deps.Store.Domains().Expiring(ctx, now) // soonest first
+	}
+	if err != nil {
+		if s.deps.Log != nil {
+			s.deps.Log.Warn("provisioning: cannot read the domains to check certificate expiry", "err", err)
+		}
+		return
+	}
+	if s.deps.Metrics != nil {
+		g := s.deps.Metrics.GaugeVec("amtd_domain_cert_expiry_days", "Whole days until the domain's provisioning certificate expires (negative once expired).", "domain")
+		for _, d := range all {
+			g.With(d.Suffix).Set(float64(d.DaysLeft(now)))
+		}
+	}
+	var notes []string
+	for _, d := range soon {
+		days, exp := d.DaysLeft(now), d.LeafExpiry.UTC().Format(time.DateOnly)
+		msg, note := "provisioning certificate expires soon: renew it and load it with 'amtd domain replace-cert'",
+			fmt.Sprintf("certificate of %s expires in %d days (%s): renew it", d.Suffix, days, exp)
+		if d.Expired(now) {
+			msg, note = "provisioning certificate has expired: ACM activation in the domain fails until 'amtd domain replace-cert' loads a new one",
+				fmt.Sprintf("certificate of %s EXPIRED on %s: replace it", d.Suffix, exp)
+		}
+		if s.deps.Log != nil {
+			s.deps.Log.Warn(msg, "domain", d.Suffix, "expires", exp, "days_left", days)
+		}
+		notes = append(notes, note)
+	}
+	s.expiryMu.Lock()
+	s.expiryNote = strings.Join(notes, "; ")
+	s.expiryMu.Unlock()
 }
