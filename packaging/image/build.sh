@@ -30,6 +30,10 @@
 #                    (default: none, every build runs mmdebstrap)
 #   --mirror M       a Debian mirror URL or a sources file (default: the
 #                    Debian sources this machine's apt uses)
+#   --root-password-file FILE  root's password for the console login (first
+#                    line; stored hashed, SHA-512 crypt). Without it root is
+#                    locked and nobody can log in on the console. The hash
+#                    has a random salt: such images differ between builds
 #   --no-squashfs    make the tarball only (the squashfs takes a minute or
 #                    more on two cores)
 #
@@ -49,7 +53,7 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 here=$top/packaging/image
 out=$top/dist
-domain= address=192.168.100.2/24 router= range= iface= pfx= pfxpass= deb= cache= mirror= squashfs=yes
+domain= address=192.168.100.2/24 router= range= iface= pfx= pfxpass= deb= cache= mirror= squashfs=yes rootpw=
 
 while (($#)); do
 	case $1 in
@@ -65,6 +69,7 @@ while (($#)); do
 	--cache) cache=$2; shift 2 ;;
 	--mirror) mirror=$2; shift 2 ;;
 	--no-squashfs) squashfs=no; shift ;;
+	--root-password-file) rootpw=$2; shift 2 ;;
 	-h | --help) sed -n '2,/^set -e/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
@@ -74,10 +79,6 @@ die() { echo "image: $*" >&2; exit 1; }
 [ -n "$domain" ] || die "--domain is required (make image DOMAIN=site.example.com)"
 [[ $domain =~ ^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$ ]] ||
 	die "domain $domain is not a DNS name like site.example.com"
-[ "$(id -u)" -eq 0 ] || die "building the image needs root (it unpacks a Debian system with its owners)"
-for tool in mmdebstrap dpkg tar; do
-	command -v "$tool" >/dev/null || die "$tool not found (apt-get install mmdebstrap)"
-done
 if [ -n "$pfx" ]; then
 	[ -f "$pfx" ] || die "--pfx $pfx: no such file"
 	[ -n "$pfxpass" ] && [ -f "$pfxpass" ] || die "--pfx needs --pfx-password-file FILE (the .pfx password, one line)"
@@ -119,6 +120,15 @@ s=$(ip2int "${BASH_REMATCH[1]}") && e=$(ip2int "${BASH_REMATCH[2]}") && inside "
 	die "--range $range is not a range of addresses in $subnet"
 ((a < s || a > e)) || die "--range $range holds the appliance's own address $addr"
 [ -z "$iface" ] || [[ $iface =~ ^[A-Za-z0-9_.:-]{1,15}$ ]] || die "--interface $iface is not an interface name"
+if [ -n "$rootpw" ]; then
+	[ -f "$rootpw" ] || die "--root-password-file $rootpw: no such file"
+	command -v openssl >/dev/null || die "openssl not found: it hashes the root password"
+fi
+
+[ "$(id -u)" -eq 0 ] || die "building the image needs root (it unpacks a Debian system with its owners)"
+for tool in mmdebstrap dpkg tar; do
+	command -v "$tool" >/dev/null || die "$tool not found (apt-get install mmdebstrap)"
+done
 
 : "${SOURCE_DATE_EPOCH:=$(git -C "$top" log -1 --format=%ct)}"
 export SOURCE_DATE_EPOCH
@@ -242,6 +252,12 @@ done
 # networkd's sockets, which it needs when it starts from the wants above.
 mkdir -p "$root/etc/systemd/system/sockets.target.wants"
 ln -sf /usr/lib/systemd/system/systemd-networkd.socket "$root/etc/systemd/system/sockets.target.wants/"
+if [ -n "$rootpw" ]; then
+	hash=$(head -n1 "$rootpw" | tr -d '\n' | openssl passwd -6 -stdin) || die "hashing the root password failed"
+	echo "root:$hash" | chroot "$root" chpasswd -e
+else
+	echo "image: root is locked: nobody can log in on the appliance's console (give --root-password-file)" >&2
+fi
 echo amtd >"$root/etc/hostname"
 # Each appliance gets its own machine ID on its first boot.
 : >"$root/etc/machine-id"
