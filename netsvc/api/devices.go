@@ -94,6 +94,13 @@ const (
 // answer: status (0/1), tags (one), $top, $skip, $count.
 func deviceFilter(r *http.Request) (q store.DeviceQuery, count bool, err error) {
 	v := r.URL.Query()
+	// MPS filters amtd cannot answer yet are refused, not ignored: a
+	// script must not act on an unfiltered list it believes filtered.
+	for _, f := range []string{"hostname", "friendlyName", "method"} {
+		if v.Has(f) {
+			return q, false, errors.New("the " + f + " filter is not supported by this version of amtd (status, tags, $top, $skip and $count are)")
+		}
+	}
 	switch s := strings.ToLower(v.Get("status")); s {
 	case "":
 	case "1", "true", "connected":

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 
@@ -98,6 +99,13 @@ func (s *Service) Handler() http.Handler {
 		if r.ContentLength > maxBodyBytes {
 			st := writeError(w, http.StatusRequestEntityTooLarge, "request body over "+strconv.Itoa(maxBodyBytes)+" bytes")
 			s.finish(r, k, "body", "", st)
+			return
+		}
+		// ServeMux would redirect a path with "..", "//" or "." in text;
+		// no API path has them.
+		if p := r.URL.Path; !strings.HasPrefix(p, "/") || path.Clean(p) != p || r.RequestURI == "*" {
+			st := writeError(w, http.StatusNotFound, "no such endpoint: the path is not in canonical form")
+			s.finish(r, k, "unknown", "", st)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)

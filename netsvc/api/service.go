@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"amtd/daemon/config"
 	"amtd/metrics"
 	"amtd/netsvc"
@@ -42,6 +44,9 @@ const (
 	writeTimeout     = 60 * time.Second
 	idleTimeout      = 120 * time.Second
 	requestTimeout   = 10 * time.Second
+	// maxConns bounds open connections (and so goroutines and TLS state)
+	// per listener; consoles and scripts need a handful each.
+	maxConns = 512
 )
 
 // Options are what the daemon hands the service besides the configuration.
@@ -152,7 +157,7 @@ func (s *Service) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.addr = ln.Addr().String()
-	go func() { _ = s.api.Serve(tls.NewListener(ln, tcfg)) }()
+	go func() { _ = s.api.Serve(tls.NewListener(netutil.LimitListener(ln, maxConns), tcfg)) }()
 	if mln != nil {
 		s.metrics = &http.Server{
 			Handler:           http.HandlerFunc(s.serveMetrics),
@@ -163,7 +168,7 @@ func (s *Service) Start(ctx context.Context) error {
 			MaxHeaderBytes:    maxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
-		go func() { _ = s.metrics.Serve(mln) }()
+		go func() { _ = s.metrics.Serve(netutil.LimitListener(mln, maxConns)) }()
 	}
 	s.log.Info("api up", "listen", s.addr, "metrics", s.cfg.MetricsListen)
 	return nil

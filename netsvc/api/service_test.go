@@ -30,7 +30,7 @@ import (
 // env is a running API on loopback with a real store and the appliance
 // certificate, and an HTTPS client that trusts only the appliance root.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	st      *store.Store
 	dbPath  string
 	svc     *Service
@@ -41,7 +41,7 @@ type env struct {
 	metrics string // metrics address, "" when off
 }
 
-func newEnv(t *testing.T, withMetrics bool) *env {
+func newEnv(t testing.TB, withMetrics bool) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -394,7 +394,7 @@ func TestDevices(t *testing.T) {
 	if st != 200 || json.Unmarshal(body, &counted) != nil || len(counted.Data) != 1 || counted.TotalCount != 2 {
 		t.Errorf("$count: %d %s", st, body)
 	}
-	for _, q := range []string{"?status=2", "?$top=-1", "?$top=x", "?$skip=-3", "?tags=a,b", "?$count=maybe"} {
+	for _, q := range []string{"?status=2", "?$top=-1", "?$top=x", "?$skip=-3", "?tags=a,b", "?$count=maybe", "?hostname=a.example", "?friendlyName=x"} {
 		if st, body := e.do("GET", "/api/v1/devices"+q, bearer(tok), nil); st != 400 || !strings.Contains(string(body), `"message"`) {
 			t.Errorf("devices%s: %d %s, want 400 with a message", q, st, body)
 		}
