@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -74,19 +75,33 @@ func profileAdd(c *cli, args []string) int {
 	var uuids, suffixes stringList
 	f.fs.Var(&uuids, "uuid", "a device `UUID` this profile is for (repeatable)")
 	f.fs.Var(&suffixes, "suffix", "a DNS `SUFFIX` whose devices get this profile (repeatable)")
+	kvm := f.fs.Bool("kvm", false, "turn KVM (remote desktop) on (off without it, when any of --kvm, --sol, --ider, --user-consent is given)")
+	sol := f.fs.Bool("sol", false, "turn serial-over-LAN on")
+	ider := f.fs.Bool("ider", false, "turn IDE redirection on")
+	consent := f.fs.String("user-consent", "all", "which redirection sessions need the user's consent `CODE`: none, kvm or all (CCM: all)")
 	reason := f.fs.String("reason", "profile change", "why, for the audit trail")
 	pos, code := f.parse(c, args, 1)
 	if code >= 0 {
 		return code
 	}
+	features := false
+	f.fs.Visit(func(fl *flag.Flag) {
+		switch fl.Name {
+		case "kvm", "sol", "ider", "user-consent":
+			features = true
+		}
+	})
 	name := pos[0]
 	if !validProfileName(name) {
 		fmt.Fprintf(c.stderr, "amtd profile add: %q is not a valid name: use up to 64 letters, digits, '-', '_' and '.' (rpc-go passes it as --profile NAME)\n", name)
 		return exitUsage
 	}
 	settings := provision.ProfileSettings{Mode: strings.ToLower(*mode), CIRA: *cira && !*noCIRA}
+	if features {
+		settings.Features = &provision.Features{KVM: *kvm, SOL: *sol, IDER: *ider, UserConsent: strings.ToLower(*consent)}
+	}
 	if err := settings.Validate(); err != nil {
-		fmt.Fprintf(c.stderr, "amtd profile add: --mode: %v\n", err)
+		fmt.Fprintf(c.stderr, "amtd profile add: %v\n", err)
 		return exitUsage
 	}
 	rules := provision.MatchRules{Default: *def}
@@ -145,6 +160,21 @@ func describeProfile(s provision.ProfileSettings, m provision.MatchRules) string
 		parts = append(parts, "CIRA")
 	} else {
 		parts = append(parts, "no CIRA")
+	}
+	if f := s.Features; f != nil {
+		var on []string
+		for _, x := range []struct {
+			name string
+			on   bool
+		}{{"KVM", f.KVM}, {"SOL", f.SOL}, {"IDER", f.IDER}} {
+			if x.on {
+				on = append(on, x.name)
+			}
+		}
+		if len(on) == 0 {
+			on = append(on, "no redirection")
+		}
+		parts = append(parts, strings.Join(on, "+")+", consent "+f.UserConsent)
 	}
 	var who []string
 	if len(m.UUIDs) > 0 {

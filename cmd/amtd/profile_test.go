@@ -51,6 +51,7 @@ func TestProfileCLI(t *testing.T) {
 	}{
 		{[]string{"add", "other", "--default"}, exitFailure, "profile site is already the default"},
 		{[]string{"add", "x", "--mode", "tcm"}, exitUsage, "want acm or ccm"},
+		{[]string{"add", "x", "--mode", "ccm", "--kvm", "--user-consent", "none"}, exitUsage, "client control mode always asks"},
 		{[]string{"add", "bad name"}, exitUsage, "not a valid name"},
 		{[]string{"add", "x", "--uuid", "nope"}, exitUsage, "--uuid nope"},
 		{[]string{"show", "nope"}, exitFailure, "no profile nope"},
@@ -60,6 +61,12 @@ func TestProfileCLI(t *testing.T) {
 		if code != c.code || !strings.Contains(errs, c.want) {
 			t.Errorf("%v: %d %q, want %d %q", c.args, code, errs, c.code, c.want)
 		}
+	}
+	if code, out, errs := run("add", "desk", "--mode", "acm", "--kvm", "--sol", "--user-consent", "none"); code != exitOK || !strings.Contains(out, "ACM, CIRA, KVM+SOL, consent none") {
+		t.Fatalf("add with features: %d %s %s", code, out, errs)
+	}
+	if code, out, _ := run("show", "desk"); code != exitOK || !strings.Contains(out, `"userConsent": "none"`) || !strings.Contains(out, `"kvm": true`) {
+		t.Fatalf("show desk: %s", out)
 	}
 	if code, out, _ := run("remove", "kiosk"); code != exitOK || !strings.Contains(out, "removed profile kiosk") {
 		t.Fatalf("remove: %d %s", code, out)

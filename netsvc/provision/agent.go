@@ -283,7 +283,7 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 		if err := a.Engine.ActivateCCM(ctx, uuid, host, s.dial, p.Username, p.Password.Value, p.Ver); err != nil {
 			return res, err
 		}
-		return a.configure(ctx, s, uuid, host, ps, rps.Result{Status: "Client control mode."})
+		return a.configure(ctx, s, uuid, host, ps, ModeCCM, rps.Result{Status: "Client control mode."})
 	case "acm":
 		res := rps.Result{Status: "Failed to activate in admin control mode."}
 		if err := rps.ValidateACM(p); err != nil {
@@ -311,7 +311,7 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 			if err := a.Engine.UpgradeToACM(ctx, uuid, host, s.dial, p.Password.Value, chain); err != nil {
 				return res, err
 			}
-			return a.configure(ctx, s, uuid, host, ps, rps.Result{Status: "Upgraded to admin control mode."})
+			return a.configure(ctx, s, uuid, host, ps, ModeACM, rps.Result{Status: "Upgraded to admin control mode."})
 		}
 		chain, err := a.pickChain(ctx, p)
 		if err != nil {
@@ -320,7 +320,7 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 		if err := a.Engine.ActivateACMAdminSetup(ctx, uuid, host, s.dial, p.Username, p.Password.Value, p.Ver, chain); err != nil {
 			return res, err
 		}
-		return a.configure(ctx, s, uuid, host, ps, rps.Result{Status: "Activated to admin control mode."})
+		return a.configure(ctx, s, uuid, host, ps, ModeACM, rps.Result{Status: "Activated to admin control mode."})
 	default:
 		return rps.Result{}, fmt.Errorf("profile %s: mode %q: want ccm or acm", cmd.Profile, ps.Mode)
 	}
@@ -340,8 +340,8 @@ func (a *AgentServer) pickChain(ctx context.Context, p *rps.Payload) (*Chain, er
 
 // configure runs the profile's configuration through the agent and says
 // so in the result (spec/rpc-protocol.md §7: CIRAConnection).
-func (a *AgentServer) configure(ctx context.Context, s *agentSession, uuid, host string, ps ProfileSettings, res rps.Result) (rps.Result, error) {
-	cira, err := a.Engine.configure(ctx, uuid, host, s.dial, ps)
+func (a *AgentServer) configure(ctx context.Context, s *agentSession, uuid, host string, ps ProfileSettings, mode int, res rps.Result) (rps.Result, error) {
+	cira, err := a.Engine.configure(ctx, uuid, host, s.dial, ps, mode)
 	if cira {
 		res.CIRAConnection = "Configured"
 	}

@@ -107,12 +107,21 @@ func (e *Engine) profileFor(ctx context.Context, uuid, suffix string) (string, P
 }
 
 // configure runs what the profile asks after activation: CIRA, when the
-// profile wants it and this appliance runs the relay.
-func (e *Engine) configure(ctx context.Context, uuid, host string, dial wsman.Dialer, ps ProfileSettings) (cira bool, err error) {
-	if !ps.CIRA || e.CIRA == nil {
-		return false, nil
+// profile wants it and this appliance runs the relay; then redirection and
+// user consent, when the profile sets them.
+func (e *Engine) configure(ctx context.Context, uuid, host string, dial wsman.Dialer, ps ProfileSettings, mode int) (cira bool, err error) {
+	if ps.CIRA && e.CIRA != nil {
+		cira = true
+		if err := e.configureCIRA(ctx, uuid, host, dial, *e.CIRA); err != nil {
+			return cira, err
+		}
 	}
-	return true, e.configureCIRA(ctx, uuid, host, dial, *e.CIRA)
+	if ps.Features != nil {
+		if err := e.configureFeatures(ctx, uuid, host, dial, ps.Features, mode); err != nil {
+			return cira, err
+		}
+	}
+	return cira, nil
 }
 
 func (e *Engine) log() *slog.Logger {

@@ -343,7 +343,7 @@ func (h *HelloListener) afterActivation(t Target, suffix string) error {
 	if err != nil {
 		return err
 	}
-	_, err = h.Engine.configure(h.ctx, t.UUID, t.host(), h.Engine.dialer(t, nil), ps)
+	_, err = h.Engine.configure(h.ctx, t.UUID, t.host(), h.Engine.dialer(t, nil), ps, ModeACM)
 	if err != nil {
 		h.log().Warn("configuration after activation failed", "dev", t.UUID, "profile", name, "err", err)
 	}

@@ -19,15 +19,19 @@ type ProfileSettings struct {
 	// CIRA makes the device keep a CIRA connection to this appliance
 	// (when [CIRA] is enabled).
 	CIRA bool `json:"cira"`
+	// Features, when set, are the redirection and consent settings given
+	// to the device; nil leaves the device's own.
+	Features *Features `json:"features,omitempty"`
 }
 
 // Validate checks the settings.
 func (s ProfileSettings) Validate() error {
 	switch s.Mode {
 	case "acm", "ccm":
-		return nil
+	default:
+		return fmt.Errorf("mode %q: want acm or ccm", s.Mode)
 	}
-	return fmt.Errorf("mode %q: want acm or ccm", s.Mode)
+	return s.Features.validate(s.Mode)
 }
 
 // MatchRules say which devices a profile applies to without an agent
