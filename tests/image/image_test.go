@@ -345,7 +345,9 @@ func boot(t *testing.T, root string) *machine {
 	// it exits.
 	m.cmd.Stdout = &m.log
 	m.cmd.Stderr = &m.log
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Should the test die, nspawn powers the container off (SIGTERM) rather
+	// than leave its processes behind.
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	m.started = time.Now()
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
