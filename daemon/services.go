@@ -63,11 +63,12 @@ func newDHCP(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
 }
 
 // newProvisioning wires provisioning to the domains' certificates in the
-// store and, when devices are to use CIRA or agents connect over TLS, to
-// the appliance CA (created in a store made before amtd had one).
+// store and to the appliance CA (created in a store made before amtd had
+// one): the root devices trust for CIRA, the agent endpoint's certificate,
+// and the certificates of devices whose profile turns TLS on.
 func newProvisioning(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
 	opts := provision.Options{Chains: &provision.StoreChains{Store: deps.Store, Open: provcert.Open}, Version: deps.Version}
-	if deps.Store != nil && (cfg.CIRA.Enable || cfg.Provisioning.AgentListen != "") {
+	if deps.Store != nil {
 		now := time.Now
 		if deps.Now != nil {
 			now = deps.Now
@@ -81,7 +82,7 @@ func newProvisioning(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, erro
 		if created && deps.Log != nil {
 			deps.Log.Info("appliance CA created", "fingerprint", ca.Fingerprint())
 		}
-		opts.CIRARootDER = ca.RootDER()
+		opts.CIRARootDER, opts.DeviceCA = ca.RootDER(), ca
 		if cfg.Provisioning.AgentListen != "" {
 			sc, err := pki.NewServerCert(ca, []string{cfg.Site.Hostname}, cfg.Site.Addresses, now)
 			if err != nil {

@@ -75,6 +75,7 @@ func profileAdd(c *cli, args []string) int {
 	var uuids, suffixes stringList
 	f.fs.Var(&uuids, "uuid", "a device `UUID` this profile is for (repeatable)")
 	f.fs.Var(&suffixes, "suffix", "a DNS `SUFFIX` whose devices get this profile (repeatable)")
+	tlsOn := f.fs.Bool("tls", false, "give the device's TLS listener a certificate from the appliance CA (TLS mode 2: non-TLS still accepted)")
 	kvm := f.fs.Bool("kvm", false, "turn KVM (remote desktop) on (off without it, when any of --kvm, --sol, --ider, --user-consent is given)")
 	sol := f.fs.Bool("sol", false, "turn serial-over-LAN on")
 	ider := f.fs.Bool("ider", false, "turn IDE redirection on")
@@ -96,7 +97,7 @@ func profileAdd(c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "amtd profile add: %q is not a valid name: use up to 64 letters, digits, '-', '_' and '.' (rpc-go passes it as --profile NAME)\n", name)
 		return exitUsage
 	}
-	settings := provision.ProfileSettings{Mode: strings.ToLower(*mode), CIRA: *cira && !*noCIRA}
+	settings := provision.ProfileSettings{Mode: strings.ToLower(*mode), CIRA: *cira && !*noCIRA, TLS: *tlsOn}
 	if features {
 		settings.Features = &provision.Features{KVM: *kvm, SOL: *sol, IDER: *ider, UserConsent: strings.ToLower(*consent)}
 	}
@@ -160,6 +161,9 @@ func describeProfile(s provision.ProfileSettings, m provision.MatchRules) string
 		parts = append(parts, "CIRA")
 	} else {
 		parts = append(parts, "no CIRA")
+	}
+	if s.TLS {
+		parts = append(parts, "TLS")
 	}
 	if f := s.Features; f != nil {
 		var on []string

@@ -65,6 +65,9 @@ func TestProfileCLI(t *testing.T) {
 	if code, out, errs := run("add", "desk", "--mode", "acm", "--kvm", "--sol", "--user-consent", "none"); code != exitOK || !strings.Contains(out, "ACM, CIRA, KVM+SOL, consent none") {
 		t.Fatalf("add with features: %d %s %s", code, out, errs)
 	}
+	if code, out, errs := run("add", "secure", "--mode", "acm", "--tls"); code != exitOK || !strings.Contains(out, "ACM, CIRA, TLS;") {
+		t.Fatalf("add with TLS: %d %s %s", code, out, errs)
+	}
 	if code, out, _ := run("show", "desk"); code != exitOK || !strings.Contains(out, `"userConsent": "none"`) || !strings.Contains(out, `"kvm": true`) {
 		t.Fatalf("show desk: %s", out)
 	}

@@ -95,6 +95,8 @@ type Engine struct {
 	// CIRA, when set, is where devices whose profile asks for CIRA are
 	// told to connect after activation; nil: this appliance runs no relay.
 	CIRA *CIRAConfig
+	// DeviceCA certifies devices' TLS keys for profiles that turn TLS on.
+	DeviceCA DeviceCA
 }
 
 // profileFor picks the stored profile for a device (SelectProfile).
@@ -113,6 +115,11 @@ func (e *Engine) configure(ctx context.Context, uuid, host string, dial wsman.Di
 	if ps.CIRA && e.CIRA != nil {
 		cira = true
 		if err := e.configureCIRA(ctx, uuid, host, dial, *e.CIRA); err != nil {
+			return cira, err
+		}
+	}
+	if ps.TLS {
+		if err := e.configureTLS(ctx, uuid, host, dial); err != nil {
 			return cira, err
 		}
 	}

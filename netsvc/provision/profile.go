@@ -19,6 +19,9 @@ type ProfileSettings struct {
 	// CIRA makes the device keep a CIRA connection to this appliance
 	// (when [CIRA] is enabled).
 	CIRA bool `json:"cira"`
+	// TLS gives the device's TLS listener a certificate from the appliance
+	// CA (TLS mode 2: server authentication, non-TLS still accepted).
+	TLS bool `json:"tls,omitempty"`
 	// Features, when set, are the redirection and consent settings given
 	// to the device; nil leaves the device's own.
 	Features *Features `json:"features,omitempty"`

@@ -33,6 +33,9 @@ type Options struct {
 	AgentCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	// Version is amtd's version, sent to agents.
 	Version string
+	// DeviceCA certifies devices' TLS keys (profiles with TLS); nil: such
+	// profiles fail at the TLS step, saying why.
+	DeviceCA DeviceCA
 }
 
 // Service is [Provisioning]: the hello listener, the agent endpoint, and
@@ -97,7 +100,7 @@ func New(cfg *config.Config, deps netsvc.Deps, opts Options) (*Service, error) {
 	if listen == "" {
 		listen = "0.0.0.0:9971"
 	}
-	eng := &Engine{Store: deps.Store, Log: deps.Log, Metrics: deps.Metrics, Now: deps.Now}
+	eng := &Engine{Store: deps.Store, Log: deps.Log, Metrics: deps.Metrics, Now: deps.Now, DeviceCA: opts.DeviceCA}
 	if cfg.CIRA.Enable {
 		if len(opts.CIRARootDER) == 0 {
 			return nil, errors.New("provisioning: [CIRA] is enabled but the appliance root is missing")
