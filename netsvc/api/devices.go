@@ -1,12 +1,16 @@
 package api
 
 import (
+	"encoding/pem"
 	"errors"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"amtd/pki"
 	"amtd/store"
 )
 
@@ -209,6 +213,55 @@ func (s *Service) deviceStats(w http.ResponseWriter, r *http.Request) (string, i
 		Connected    int `json:"connectedCount"`
 		Disconnected int `json:"disconnectedCount"`
 	}{total, connected, max(total-connected, 0)})
+}
+
+// deviceTags is GET /api/v1/devices/tags: every tag in use, sorted.
+func (s *Service) deviceTags(w http.ResponseWriter, r *http.Request) (string, int) {
+	seen := map[string]bool{}
+	q := store.DeviceQuery{Limit: maxTop}
+	for {
+		ds, err := s.deps.Store.Devices().List(r.Context(), q)
+		if err != nil {
+			return "devices", s.internal(w, "listing tags", err)
+		}
+		for _, d := range ds {
+			for _, t := range d.Tags {
+				seen[t] = true
+			}
+		}
+		if len(ds) < q.Limit {
+			break
+		}
+		q.Offset += len(ds)
+	}
+	return "devices", writeJSON(w, http.StatusOK, slices.Sorted(maps.Keys(seen)))
+}
+
+// health is GET /api/v1/health: whether the store answers with a master
+// key (MPS reports its database and secret store, spec/redirection.md §7.3;
+// amtd's store is both).
+func (s *Service) health(w http.ResponseWriter, r *http.Request) (string, int) {
+	if err := s.deps.Store.Health(r.Context()); err != nil {
+		s.log.Error("api: health", "err", err)
+		return "api", writeJSON(w, http.StatusServiceUnavailable, map[string]string{"db": "unavailable", "secretStore": "unavailable"})
+	}
+	return "api", writeJSON(w, http.StatusOK, map[string]string{"db": "OK", "secretStore": "OK"})
+}
+
+// ciraCert is GET /api/v1/ciracert: the appliance root in PEM, the one
+// provisioning puts into AMT for CIRA (spec/redirection.md §7.3).
+func (s *Service) ciraCert(w http.ResponseWriter, r *http.Request) (string, int) {
+	ca, err := pki.Load(r.Context(), s.deps.Store)
+	if errors.Is(err, store.ErrNotFound) {
+		return "api", writeError(w, http.StatusNotFound, "the appliance has no CA yet")
+	}
+	if err != nil {
+		return "api", s.internal(w, "reading the appliance CA", err)
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	w.WriteHeader(http.StatusOK)
+	_ = pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: ca.RootDER()})
+	return "api", http.StatusOK
 }
 
 // getDevice is GET /api/v1/devices/{guid}; the GUID in any case.

@@ -29,8 +29,11 @@ func (s *Service) routes() []route {
 		// Open AMT MPS (spec/redirection.md §7.1, §7.3).
 		{"GET", "/api/v1/devices", "devices.list", store.RoleViewer, s.listDevices},
 		{"GET", "/api/v1/devices/stats", "devices.stats", store.RoleViewer, s.deviceStats},
+		{"GET", "/api/v1/devices/tags", "devices.tags", store.RoleViewer, s.deviceTags},
 		{"GET", "/api/v1/devices/{guid}", "devices.get", store.RoleViewer, s.getDevice},
 		{"GET", "/api/v1/version", "version", store.RoleViewer, s.version},
+		{"GET", "/api/v1/health", "health", store.RoleViewer, s.health},
+		{"GET", "/api/v1/ciracert", "ciracert", store.RoleViewer, s.ciraCert},
 		// amtd's own: its audit trail, which names every key's calls.
 		{"GET", "/api/v1/audit", "audit.list", store.RoleAdmin, s.listAudit},
 	}
@@ -86,7 +89,7 @@ func (s *Service) Handler() http.Handler {
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		k, _ := r.Context().Value(keyCtx{}).(store.APIKey)
-		st := writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (amtd serves /api/v1/devices, /api/v1/devices/stats, /api/v1/devices/{guid}, /api/v1/version, /api/v1/audit)")
+		st := writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (amtd serves /api/v1/devices, /api/v1/devices/stats, /api/v1/devices/tags, /api/v1/devices/{guid}, /api/v1/version, /api/v1/health, /api/v1/ciracert, /api/v1/audit)")
 		s.finish(r, k, "unknown", "", st)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
