@@ -9,6 +9,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"amtd/secret"
 	"amtd/store"
@@ -221,12 +222,23 @@ func (s *Service) audit(r *http.Request, e store.AuditEntry) {
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	e.Reason = r.Method + " " + truncate(r.URL.Path, 200) + " from " + host
+	e.Reason = printable(truncate(r.Method, 16) + " " + truncate(r.URL.Path, 200) + " from " + host)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), requestTimeout)
 	defer cancel()
 	if err := s.deps.Store.Audit(ctx, e); err != nil {
 		s.log.Error("api: audit row not written", "action", e.Action, "err", err)
 	}
+}
+
+// printable keeps what a client sent from writing control characters
+// (newlines, escapes) into the audit trail amtd shows.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f || r == utf8.RuneError {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
 }
 
 func truncate(s string, n int) string {

@@ -145,7 +145,14 @@ func (s *Service) Start(ctx context.Context) error {
 			return fmt.Errorf("api: metrics listener %s: %w", s.cfg.MetricsListen, err)
 		}
 	}
-	tcfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.opts.Certificate}
+	tcfg := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.opts.Certificate,
+		// Consoles are current software: TLS 1.2 only with forward-secret
+		// AEAD suites (TLS 1.3's are all AEAD).
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		}}
 	s.api = &http.Server{
 		Handler:           s.Handler(),
 		TLSConfig:         tcfg,

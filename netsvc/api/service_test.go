@@ -466,9 +466,16 @@ func TestBadRequests(t *testing.T) {
 	if st != 405 || !strings.Contains(string(body), `"Method Not Allowed"`) {
 		t.Errorf("POST devices: %d %s", st, body)
 	}
-	st, body = e.do("GET", "/api/v1/nothing", bearer(tok), nil)
+	st, body = e.do("GET", "/api/v1/nothing%0a%1b[31mforged", bearer(tok), nil)
 	if st != 404 || !strings.Contains(string(body), `"Not Found"`) {
 		t.Errorf("unknown path: %d %s", st, body)
+	}
+	es, err := e.st.AuditList(context.Background(), store.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) == 0 || !strings.HasPrefix(es[0].Reason, "GET /api/v1/nothing??[31mforged from ") {
+		t.Errorf("the newest audit row does not show the path with its control characters replaced: %+v", es[:min(len(es), 1)])
 	}
 
 	// An announced body over the limit is refused before it is read.
@@ -524,6 +531,13 @@ func TestBadRequests(t *testing.T) {
 	pc.Close()
 	if !strings.HasPrefix(line, "HTTP/1.0 400") {
 		t.Errorf("plain HTTP: %q, want a 400", line)
+	}
+	cbc := pool.Clone()
+	cbc.MaxVersion = tls.VersionTLS12
+	cbc.CipherSuites = []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}
+	if c, err := tls.Dial("tcp", e.svc.Addr(), cbc); err == nil {
+		c.Close()
+		t.Error("a TLS 1.2 handshake with only CBC suites succeeded")
 	}
 	old := pool.Clone()
 	old.MaxVersion = tls.VersionTLS11
