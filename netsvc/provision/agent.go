@@ -477,6 +477,48 @@ func (a *AgentServer) maintenance(ctx context.Context, s *agentSession, cmd rps.
 			return rps.Result{Status: "Password change failed."}, err
 		}
 		return rps.Result{Status: "Password changed."}, nil
+	case rps.TaskSyncHostname:
+		// AMT's host and domain names become the OS's (RPS syncHostname).
+		host, domain := p.HostnameInfo.Hostname, p.HostnameInfo.DNSSuffixOS
+		if host == "" {
+			host = p.Hostname
+		}
+		if host == "" {
+			return rps.Result{}, errors.New("amtd: the agent sent no host name to sync")
+		}
+		if err := a.Engine.call(ctx, func(ctx context.Context) error {
+			var gs wsman.Instance
+			if err := c.Get(ctx, "AMT_GeneralSettings", &gs); err != nil {
+				return err
+			}
+			gs.Set("HostName", host)
+			gs.Set("DomainName", domain)
+			_, err := c.Put(ctx, "AMT_GeneralSettings", gs)
+			return err
+		}); err != nil {
+			return rps.Result{Status: "Host name synchronization failed."}, err
+		}
+		devs := a.Engine.Store.Devices()
+		if d, err := devs.Get(ctx, uuid); err == nil {
+			d.Hostname, d.DNSSuffix = host, domain
+			_ = devs.Put(ctx, d)
+		}
+		return rps.Result{Status: "Host name synchronized."}, nil
+	case rps.TaskSyncDeviceInfo:
+		// What the agent read over HECI goes into the device record.
+		devs := a.Engine.Store.Devices()
+		d, err := devs.Get(ctx, uuid)
+		if err != nil {
+			return rps.Result{}, err
+		}
+		d.AMTVersion, d.AMTBuild, d.AMTSKU = p.Ver, p.Build, p.SKU
+		if p.Hostname != "" {
+			d.Hostname = p.Hostname
+		}
+		if err := devs.Put(ctx, d); err != nil {
+			return rps.Result{}, err
+		}
+		return rps.Result{Status: "Device info synchronized."}, nil
 	}
-	return rps.Result{}, fmt.Errorf("amtd: maintenance --%s is not offered by this appliance yet (synctime and changepassword are)", cmd.Task)
+	return rps.Result{}, fmt.Errorf("amtd: maintenance --%s is not offered by this appliance yet (synctime, synchostname, syncdeviceinfo and changepassword are)", cmd.Task)
 }
