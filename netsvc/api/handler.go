@@ -94,6 +94,10 @@ func (s *Service) Handler() http.Handler {
 		s.finish(r, k, "unknown", "", st)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/v1/authorize" {
+			s.authorize(w, r)
+			return
+		}
 		k, reason := s.authenticate(r)
 		if reason != "" {
 			s.refuse(w, r, reason)
@@ -173,6 +177,57 @@ func (s *Service) authenticate(r *http.Request) (store.APIKey, string) {
 		return store.APIKey{}, "error"
 	}
 	return k, ""
+}
+
+// maxLoginBytes bounds a POST /authorize body: a user name and a token.
+const maxLoginBytes = 4 << 10
+
+// authorize is POST /api/v1/authorize, which Open AMT clients call first
+// with {"username", "password"} to get a bearer token (spec/redirection.md
+// §7.1). amtd has no passwords: the password is an API key, and the token
+// returned is that key, so a script written for MPS logs in with
+// username=anything password=TOKEN and then sends Bearer TOKEN as before.
+func (s *Service) authorize(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		st := writeError(w, http.StatusMethodNotAllowed, "POST {\"username\": ..., \"password\": API key}")
+		s.requests.With("authorize", strconv.Itoa(st)).Inc()
+		return
+	}
+	var login struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxLoginBytes))
+	if err := dec.Decode(&login); err != nil || login.Password == "" {
+		st := writeError(w, http.StatusBadRequest, "want a JSON body {\"username\": NAME, \"password\": API key} under 4 KiB")
+		s.requests.With("authorize", strconv.Itoa(st)).Inc()
+		return
+	}
+	tok := secret.FromString(login.Password)
+	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+	defer cancel()
+	k, err := s.deps.Store.APIKeys().Authenticate(ctx, tok)
+	if err != nil {
+		reason := "invalid"
+		if !errors.Is(err, store.ErrUnauthorized) {
+			s.log.Error("api: authenticating a key", "err", err)
+			reason = "error"
+		}
+		s.authFailures.With(reason).Inc()
+		// MPS's words, which its clients show.
+		st := writeError(w, http.StatusUnauthorized, "Incorrect Username and/or Password!")
+		s.requests.With("authorize", strconv.Itoa(st)).Inc()
+		if !s.failAudit.allow(s.now()) {
+			s.auditDropped.Inc()
+			return
+		}
+		s.audit(r, store.AuditEntry{Actor: "api:anonymous", Action: "api.authorize", Object: "api",
+			Result: strconv.Itoa(st) + " user " + printable(truncate(login.Username, 64))})
+		return
+	}
+	st := writeJSON(w, http.StatusOK, map[string]string{"token": login.Password})
+	s.finish(r, k, "authorize", "", st)
 }
 
 // refuse answers a request without a valid key. It never says which check

@@ -608,3 +608,48 @@ func TestFailedAuthAuditLimit(t *testing.T) {
 		t.Errorf("allow: %v, want %v", got, want)
 	}
 }
+
+// TestAuthorizeLikeMPS: an Open AMT script logs in with POST /authorize,
+// the API key as its password, and uses the token it gets back.
+func TestAuthorizeLikeMPS(t *testing.T) {
+	e := newEnv(t, false)
+	tok := e.key(store.RoleViewer, "script")
+	st, body := e.do("POST", "/api/v1/authorize", nil, strings.NewReader(`{"username":"admin","password":"`+tok+`"}`))
+	var got struct{ Token string }
+	if st != 200 || json.Unmarshal(body, &got) != nil || got.Token == "" {
+		t.Fatalf("authorize: %d %s", st, body)
+	}
+	if st, body := e.do("GET", "/api/v1/devices/stats", bearer(got.Token), nil); st != 200 {
+		t.Errorf("with the token from /authorize: %d %s", st, body)
+	}
+	for _, c := range []struct {
+		method, body string
+		want         int
+	}{
+		{"POST", `{"username":"admin","password":"admin"}`, 401},
+		{"POST", `{"username":"admin","password":"` + tok + `x"}`, 401},
+		{"POST", `{"username":"admin"}`, 400},
+		{"POST", `not json`, 400},
+		{"POST", `{"username":"` + strings.Repeat("a", 8<<10) + `","password":"` + tok + `"}`, 400},
+		{"GET", ``, 405},
+	} {
+		st, body := e.do(c.method, "/api/v1/authorize", nil, strings.NewReader(c.body))
+		if st != c.want || !json.Valid(body) {
+			t.Errorf("%s authorize %.40q: %d %s, want %d", c.method, c.body, st, body, c.want)
+		}
+	}
+	es, _ := e.st.AuditList(context.Background(), store.AuditQuery{})
+	var ok, refused int
+	for _, en := range es {
+		if en.Action == "api.authorize" {
+			if en.Result == store.ResultOK {
+				ok++
+			} else {
+				refused++
+			}
+		}
+	}
+	if ok != 1 || refused != 2 {
+		t.Errorf("audit: %d logins, %d refusals; want 1 and 2", ok, refused)
+	}
+}
