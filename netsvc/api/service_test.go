@@ -653,3 +653,40 @@ func TestAuthorizeLikeMPS(t *testing.T) {
 		t.Errorf("audit: %d logins, %d refusals; want 1 and 2", ok, refused)
 	}
 }
+
+// TestRebuildOnSameSocket: on reload the daemon builds a new API on the same
+// socket, starts it, then closes the old one; consoles see no refusal.
+func TestRebuildOnSameSocket(t *testing.T) {
+	e := newEnv(t, true)
+	tok := e.key(store.RoleViewer, "v")
+	if st, _ := e.do("GET", "/api/v1/version", bearer(tok), nil); st != 200 {
+		t.Fatal(st)
+	}
+	cfg := &config.Config{API: e.svc.cfg}
+	next, err := New(cfg, e.svc.deps, e.svc.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := next.Start(context.Background()); err != nil {
+		t.Fatalf("the new instance could not start on the same socket: %v", err)
+	}
+	defer next.Close(context.Background())
+	if next.Addr() != e.svc.Addr() {
+		t.Errorf("new instance on %s, old on %s", next.Addr(), e.svc.Addr())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.svc.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if st, body := e.do("GET", "/api/v1/version", bearer(tok), nil); st != 200 {
+			t.Errorf("call %d after the old instance closed: %d %s", i, st, body)
+		}
+	}
+	resp, err := http.Get("http://" + e.metrics + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics after the rebuild: %v", err)
+	}
+	resp.Body.Close()
+}
