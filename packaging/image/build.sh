@@ -270,6 +270,10 @@ else
 	echo "image: root is locked: nobody can log in on the appliance's console (give --root-password-file)" >&2
 fi
 echo amtd >"$root/etc/hostname"
+# Names: its own, and amtd's DNS as the appliance's resolver (it answers the
+# site's names and forwards the rest to the router), not the build host's.
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tamtd.%s amtd\n::1\tlocalhost ip6-localhost ip6-loopback\n' "$domain" >"$root/etc/hosts"
+printf 'search %s\nnameserver 127.0.0.1\n' "$domain" >"$root/etc/resolv.conf"
 # Each appliance gets its own machine ID on its first boot.
 : >"$root/etc/machine-id"
 

@@ -160,6 +160,11 @@ func TestImageBoots(t *testing.T) {
 		t.Errorf("dig ProvisionServer.%s @%s: %q, %v; want %s", domain, address, o, err, address)
 	}
 
+	// The appliance resolves through its own amtd.
+	if o, err := vm.exec("getent", "hosts", "ProvisionServer."+domain); err != nil || !strings.Contains(o, address) {
+		t.Errorf("getent hosts ProvisionServer.%s inside: %q, %v; want %s", domain, o, err, address)
+	}
+
 	// amtd status inside, every service up and healthy.
 	o, err = vm.exec("amtd", "status")
 	if err != nil {
