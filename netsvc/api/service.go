@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/netutil"
@@ -74,6 +75,9 @@ type Service struct {
 	api     *http.Server
 	metrics *http.Server
 	addr    string
+	ln      net.Listener // the API's, for tests
+	// serveErr is why a listener stopped serving other than Close.
+	serveErr atomic.Pointer[error]
 }
 
 // New checks the configuration and what the service needs; it touches no
@@ -164,7 +168,8 @@ func (s *Service) Start(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.addr = ln.Addr().String()
-	go func() { _ = s.api.Serve(tls.NewListener(netutil.LimitListener(ln, maxConns), tcfg)) }()
+	s.ln = ln
+	go s.serve("api", s.api, tls.NewListener(netutil.LimitListener(ln, maxConns), tcfg))
 	if mln != nil {
 		s.metrics = &http.Server{
 			Handler:           http.HandlerFunc(s.serveMetrics),
@@ -175,10 +180,21 @@ func (s *Service) Start(ctx context.Context) error {
 			MaxHeaderBytes:    maxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
-		go func() { _ = s.metrics.Serve(netutil.LimitListener(mln, maxConns)) }()
+		go s.serve("metrics", s.metrics, netutil.LimitListener(mln, maxConns))
 	}
 	s.log.Info("api up", "listen", s.addr, "metrics", s.cfg.MetricsListen)
 	return nil
+}
+
+// serve runs srv until Close; an earlier end is kept for Health.
+func (s *Service) serve(what string, srv *http.Server, ln net.Listener) {
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return
+	}
+	err = fmt.Errorf("api: the %s listener stopped: %w", what, err)
+	s.serveErr.Store(&err)
+	s.log.Error("api: listener stopped", "listener", what, "err", err)
 }
 
 // serveMetrics answers any GET with the registry in the Prometheus text
@@ -220,9 +236,14 @@ func (s *Service) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Health implements netsvc.Service. net/http serves in its own goroutines
-// and the store is checked by the daemon.
-func (s *Service) Health(ctx context.Context) error { return nil }
+// Health implements netsvc.Service: an error once a listener has stopped
+// serving on its own. The store is checked by the daemon.
+func (s *Service) Health(ctx context.Context) error {
+	if p := s.serveErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // Status implements netsvc.Status.
 func (s *Service) Status() string {

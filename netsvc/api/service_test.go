@@ -690,3 +690,25 @@ func TestRebuildOnSameSocket(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestHealthFailsWhenTheListenerDies: a listener that stops serving other
+// than by Close makes Health fail, so the daemon stops feeding the watchdog.
+func TestHealthFailsWhenTheListenerDies(t *testing.T) {
+	e := newEnv(t, false)
+	if err := e.svc.Health(context.Background()); err != nil {
+		t.Fatalf("healthy service: %v", err)
+	}
+	e.svc.mu.Lock()
+	e.svc.ln.Close()
+	e.svc.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.svc.Health(context.Background()) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Health still nil 10 s after the listener closed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := e.svc.Health(context.Background()); !strings.Contains(err.Error(), "api listener stopped") {
+		t.Errorf("Health: %v", err)
+	}
+}
