@@ -90,7 +90,7 @@ func (s *Service) Handler() http.Handler {
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		k, _ := r.Context().Value(keyCtx{}).(store.APIKey)
-		st := writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (amtd serves /api/v1/devices, /api/v1/devices/stats, /api/v1/devices/tags, /api/v1/devices/{guid}, /api/v1/version, /api/v1/health, /api/v1/ciracert, /api/v1/audit)")
+		st := writeError(w, http.StatusNotFound, "no such endpoint: "+truncate(r.URL.Path, 200)+" (amtd serves /api/v1/devices, /api/v1/devices/stats, /api/v1/devices/tags, /api/v1/devices/{guid}, /api/v1/version, /api/v1/health, /api/v1/ciracert, /api/v1/audit)")
 		s.finish(r, k, "unknown", "", st)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -137,7 +137,7 @@ func (s *Service) serveRoute(w http.ResponseWriter, r *http.Request, rts []route
 	}
 	if rt == nil {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		st := writeError(w, http.StatusMethodNotAllowed, r.Method+" is not allowed here; use "+strings.Join(allow, ", "))
+		st := writeError(w, http.StatusMethodNotAllowed, truncate(r.Method, 16)+" is not allowed here; use "+strings.Join(allow, ", "))
 		s.finish(r, k, rts[0].name, "", st)
 		return
 	}
