@@ -78,6 +78,9 @@ func (d *Device) ApplySetupBin(f *setupbin.File) (USBResult, error) {
 	if s.PKIDNSSuffix != "" {
 		d.s.TrustedDNSSuffix = s.PKIDNSSuffix
 	}
+	if s.HostName != "" {
+		d.s.HostName = s.HostName
+	}
 	if s.ConfigServerFQDN != "" {
 		d.s.ProvServerFQDN = s.ConfigServerFQDN
 	}

@@ -17,7 +17,7 @@ func TestUSBRecords(t *testing.T) {
 	sum := sha256.Sum256([]byte("a setup.bin"))
 	file := hex.EncodeToString(sum[:])
 	pws := []secret.Value{secret.FromString("Usb!Rec0rd-1"), secret.FromString("Usb!Rec0rd-2"), secret.FromString("Usb!Rec0rd-3")}
-	must(t, s.USBRecords().Put(ctx, file, "corp.example.com", pws, "test", "usb-setup"))
+	must(t, s.USBRecords().Put(ctx, file, "0123456789", "corp.example.com", pws, "test", "usb-setup"))
 	recs, err := s.USBRecords().List(ctx, file)
 	if err != nil || len(recs) != 3 || recs[2].Record != 3 || recs[0].Domain != "corp.example.com" {
 		t.Fatalf("list %+v %v", recs, err)
@@ -30,11 +30,24 @@ func TestUSBRecords(t *testing.T) {
 		t.Fatalf("record 4: %v", err)
 	}
 	// The same file twice is refused, and nothing of the second try stays.
-	if err := s.USBRecords().Put(ctx, file, "corp.example.com", pws[:1], "test", ""); err == nil {
+	if err := s.USBRecords().Put(ctx, file, "0123456789", "corp.example.com", pws[:1], "test", ""); err == nil {
 		t.Fatal("a file's records were stored twice")
 	}
 	if recs, _ := s.USBRecords().List(ctx, ""); len(recs) != 3 {
 		t.Fatalf("%d records after the refused put", len(recs))
+	}
+	// The device that reports a record's host name is matched to it, once.
+	rec, ok, err := s.USBRecords().MatchHostName(ctx, USBHostName("0123456789", 2), dev1)
+	if err != nil || !ok || rec.Record != 2 || rec.Device != dev1 {
+		t.Fatalf("match: %+v %v %v", rec, ok, err)
+	}
+	if _, ok, _ := s.USBRecords().MatchHostName(ctx, USBHostName("0123456789", 2), dev2); ok {
+		t.Fatal("a record was matched to a second device")
+	}
+	for _, name := range []string{"amtsim-1234", "amt-0123456789-r9", "amt-01234-r1", "desk42"} {
+		if _, ok, err := s.USBRecords().MatchHostName(ctx, name, dev2); ok || err != nil {
+			t.Fatalf("%s matched: %v", name, err)
+		}
 	}
 	// Verify opens them; the audit trail names the export.
 	n, fails, err := s.Verify(ctx)

@@ -331,6 +331,7 @@ const (
 	VarConfigServerFQDN = 4  // module 2
 	VarUserCertConfig   = 7  // module 2
 	VarUserCertAdd      = 8  // module 2
+	VarHostName         = 11 // module 2
 	VarProvServerAddr   = 17 // module 2
 	VarProvServerPort   = 18 // module 2
 	VarProvisionStart   = 28 // module 2
@@ -352,9 +353,11 @@ type Settings struct {
 	PKIDNSSuffix        string
 	ConfigServerFQDN    string
 	RootHash            *RootHash
-	ServerAddr          netip.Addr
-	ServerPort          uint16
-	Start               bool
+	// HostName is AMT's host name (2/11, at most 63 characters).
+	HostName   string
+	ServerAddr netip.Addr
+	ServerPort uint16
+	Start      bool
 }
 
 func hashLen(alg uint8) int {
@@ -411,6 +414,9 @@ func (s Settings) Vars() ([]Var, error) {
 		v = append(append(v, byte(len(h.Name))), h.Name...)
 		vs = append(vs, Var{ModCM, VarUserCertConfig, []byte{1}}, Var{ModCM, VarUserCertAdd, v})
 	}
+	if err := str(ModCM, VarHostName, "the host name", s.HostName, 63); err != nil {
+		return nil, err
+	}
 	if s.ServerAddr.IsValid() {
 		if !s.ServerAddr.Is4() {
 			return nil, fmt.Errorf("provisioning server address %s: setup.bin takes an IPv4 address", s.ServerAddr)
@@ -453,6 +459,8 @@ func SettingsOf(r Record) (s Settings, unknown []string, err error) {
 				return s, unknown, fmt.Errorf("root hash name of %d bytes runs past its entry", nameLen)
 			}
 			s.RootHash = &RootHash{Algorithm: val[0], Hash: slices.Clone(val[1 : 1+n]), Name: string(val[2+n : 2+n+nameLen])}
+		case [2]uint16{ModCM, VarHostName}:
+			s.HostName = string(val)
 		case [2]uint16{ModCM, VarProvServerAddr}:
 			if len(val) != 4 {
 				return s, unknown, fmt.Errorf("provisioning server address of %d bytes (want 4)", len(val))

@@ -22,6 +22,7 @@ func bareMetal(t *testing.T, newPW string) Settings {
 		NewMEBxPassword:     newPW,
 		PKIDNSSuffix:        "site.example.com",
 		ConfigServerFQDN:    "site.example.com",
+		HostName:            "amt-0123456789-r1",
 		RootHash:            &RootHash{Algorithm: 2, Hash: sum[:], Name: "amtd site.example.com"},
 		ServerAddr:          netip.MustParseAddr("192.0.2.10"),
 		ServerPort:          9971,
@@ -165,7 +166,7 @@ func TestDecoderLayoutRecordAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Records[0].Number != 1 || len(f.Records[0].Vars) != 9 {
+	if f.Records[0].Number != 1 || len(f.Records[0].Vars) != 10 {
 		t.Fatalf("record %+v", f.Records[0])
 	}
 	if len(f.Notes) != 1 || !strings.Contains(f.Notes[0], "offsets 8-15") {

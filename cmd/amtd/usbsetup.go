@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -119,6 +120,13 @@ func usbSetupWrite(c *cli, args []string) int {
 		return closeStore(c, s, fail(exitFailure, "domain %s has no root SHA-256 on record; run amtd domain replace-cert %s --pfx FILE", suffix, suffix))
 	}
 
+	// The label names the file in the host name each record gives its
+	// machine, which amtd reads at activation to match record and device.
+	lb := make([]byte, 5)
+	if _, err := rand.Read(lb); err != nil {
+		return closeStore(c, s, fail(exitFailure, "%v", err))
+	}
+	label := hex.EncodeToString(lb)
 	file := &setupbin.File{Version: 3}
 	var pws []secret.Value
 	defer func() {
@@ -135,9 +143,9 @@ func usbSetupWrite(c *cli, args []string) int {
 		}
 		pws = append(pws, secret.New(pw.Reveal()))
 		vs, err := setupbin.Settings{CurrentMEBxPassword: current.RevealString(), NewMEBxPassword: pw.RevealString(), PKIDNSSuffix: suffix,
-			ConfigServerFQDN: "provisionserver." + suffix,
-			RootHash:         &setupbin.RootHash{Algorithm: 2, Hash: rootHash, Name: "amtd " + suffix},
-			ServerAddr:       addr, ServerPort: port, Start: true}.Vars()
+			ConfigServerFQDN: "provisionserver." + suffix, HostName: store.USBHostName(label, i+1),
+			RootHash:   &setupbin.RootHash{Algorithm: 2, Hash: rootHash, Name: "amtd " + suffix},
+			ServerAddr: addr, ServerPort: port, Start: true}.Vars()
 		if err != nil {
 			return closeStore(c, s, fail(exitUsage, "record %d: %v", i+1, err))
 		}
@@ -150,7 +158,7 @@ func usbSetupWrite(c *cli, args []string) int {
 	sum := sha256.Sum256(b)
 	id := hex.EncodeToString(sum[:])
 	// The passwords are on disk, sealed, before the key exists.
-	if err := s.USBRecords().Put(ctx, id, suffix, pws, c.actor(), *reason); err != nil {
+	if err := s.USBRecords().Put(ctx, id, label, suffix, pws, c.actor(), *reason); err != nil {
 		return closeStore(c, s, fail(exitFailure, "%v", err))
 	}
 	if err := writeFileAtomic(*out, b, 0o600); err != nil {
@@ -158,7 +166,8 @@ func usbSetupWrite(c *cli, args []string) int {
 	}
 	fmt.Fprintf(c.stdout, "wrote %s: %d record(s) for domain %s\n  file id:        %s\n  root SHA-256:   %s\n  hello to:       %s port %d\n  MEBx password:  %s\n",
 		*out, *records, suffix, id, d.RootSHA256, addr, port, map[bool]string{true: "the one given, on every record", false: "random per record, sealed in the store (amtd usb-setup export)"}[!static.IsZero()])
-	fmt.Fprintln(c.stdout, "Each machine that boots with the key in MEBx takes the next record, then sends its hello to amtd.")
+	fmt.Fprintf(c.stdout, "Each machine that boots with the key in MEBx takes the next record (host name %s, %s, ...),\nthen sends its hello to amtd, which matches the record to the machine when it activates it.\n",
+		store.USBHostName(label, 1), store.USBHostName(label, 2))
 	return closeStore(c, s, exitOK)
 }
 
@@ -257,9 +266,9 @@ func usbSetupList(c *cli, args []string) int {
 		return closeStore(c, s, exitOK)
 	}
 	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "FILE ID\tRECORD\tDOMAIN\tWRITTEN")
+	fmt.Fprintln(w, "FILE ID\tRECORD\tHOST NAME\tDOMAIN\tWRITTEN\tDEVICE")
 	for _, r := range recs {
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", r.File, r.Record, r.Domain, r.Created.UTC().Format("2006-01-02 15:04"))
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", r.File, r.Record, store.USBHostName(r.Label, r.Record), r.Domain, r.Created.UTC().Format("2006-01-02 15:04"), orDash(r.Device))
 	}
 	_ = w.Flush()
 	return closeStore(c, s, exitOK)

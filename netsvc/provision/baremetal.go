@@ -235,6 +235,14 @@ func (e *Engine) ActivateACM(ctx context.Context, t Target, chain tls.Certificat
 	if res.Realm == "" {
 		return res, errors.New("the device reported no digest realm (AMT_GeneralSettings.DigestRealm)")
 	}
+	// A machine set up by a USB key from amtd usb-setup reports the host
+	// name its record gave it: that matches the record to the device.
+	if rec, ok, err := e.Store.USBRecords().MatchHostName(ctx, gs.HostName, uuid); err != nil {
+		log.Warn("matching a USB record", "err", err)
+	} else if ok {
+		log.Info("USB setup record matched", "file", rec.File[:12], "record", rec.Record, "host", gs.HostName)
+		_ = devs.SetState(ctx, uuid, StateActivating, "usb-record", fmt.Sprintf("record %d of setup.bin %s", rec.Record, rec.File[:12]), false)
+	}
 	var sw []wsman.Instance
 	if err := e.call(ctx, func(ctx context.Context) (err error) { sw, err = setup.Enumerate(ctx, "CIM_SoftwareIdentity"); return }); err != nil {
 		return res, fmt.Errorf("read the AMT version: %w", err)

@@ -201,6 +201,17 @@ func TestUSBOneTouchSelfHostedRoot(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The record the machine took is matched to it (by the host name the
+	// record gave it), and says so in the store's list.
+	code, out, _ := run(t, nil, "usb-setup", "list", "-c", s.conf)
+	if code != 0 || !strings.Contains(out, uuid) {
+		t.Fatalf("usb-setup list does not show %s:\n%s", uuid, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, uuid) && !strings.Contains(line, "-r1 ") {
+			t.Fatalf("the machine is matched to another record than 1: %s", line)
+		}
+	}
 	d.signal(syscall.SIGTERM)
 	if code := d.wait(20 * time.Second); code != 0 {
 		t.Fatalf("exit %d after SIGTERM", code)
