@@ -186,6 +186,9 @@ if [ "$activated" -lt "$DEVICES" ] || [ "$connected" -lt "$CIRADEVICES" ]; then
 	tail -n 50 "$dir/amtd.log" >&2
 	exit 1
 fi
+echo
+echo "== amtd usb-setup list (the USB record is matched to the machine that took it)"
+"$AMTD" usb-setup list -c "$dir/amtd.conf"
 first=$("$AMTD" devices --json -c "$dir/amtd.conf" | grep -m1 '"UUID"' | cut -d'"' -f4)
 echo
 echo "== amtd devices history $first"
