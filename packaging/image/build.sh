@@ -46,6 +46,16 @@
 # the last commit's time) stands in for every timestamp, and the same base
 # (same mirror snapshot) and .deb give the same tarball.
 #
+# Trying an image (as root; nspawn needs --system-call-filter=@memlock, as
+# amtd mlocks the store's key, and --register=no where PID 1 is not systemd):
+#   mkdir root && tar -C root --numeric-owner -xpf dist/amtd-image-D.tar
+#   systemd-nspawn --boot -D root --network-veth --system-call-filter=@memlock
+# for an image built with --interface host0, so that the site address is
+# on the container's end of the veth. The squashfs boots read-only, its
+# state thrown away at power-off:
+#   mount -o loop,ro dist/amtd-image-D.squashfs mnt
+#   systemd-nspawn --boot -D mnt --volatile=overlay ...
+#
 # How long it takes on two cores: about 2.5-3 min from nothing (mmdebstrap 70-150
 # s, the .deb 20 s, the squashfs 40 s); 20-50 s with a cached base and
 # --no-squashfs. Booted under systemd-nspawn, the first boot reaches
