@@ -106,6 +106,13 @@ func (s *site) addDevice(uuid guid.UUID, user, pass string) {
 // leaves it (spec/activation.md §9 step 4).
 func (s *site) device(uuid guid.UUID, version, user, pass string) *amtsim.Device {
 	s.t.Helper()
+	return s.deviceOpts(uuid, version, user, pass, amtsim.CIRAOptions{})
+}
+
+// deviceOpts is device with CIRA options (the device's receive window);
+// dialling and backoff are the site's.
+func (s *site) deviceOpts(uuid guid.UUID, version, user, pass string, opt amtsim.CIRAOptions) *amtsim.Device {
+	s.t.Helper()
 	v, err := amtsim.ParseVersion(version)
 	if err != nil {
 		s.t.Fatal(err)
@@ -130,7 +137,8 @@ func (s *site) device(uuid guid.UUID, version, user, pass string) *amtsim.Device
 	if _, code := d.AddRemoteAccessPolicyRule(2, 0, "AAAAAAAAABk=", sap); code != 0 {
 		s.t.Fatalf("AddRemoteAccessPolicyRule: %d", code)
 	}
-	d.EnableCIRA(amtsim.CIRAOptions{DialAddr: s.addr, BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
+	opt.DialAddr, opt.BackoffMin, opt.BackoffMax = s.addr, 50*time.Millisecond, 200*time.Millisecond
+	d.EnableCIRA(opt)
 	s.t.Cleanup(d.StopCIRA)
 	return d
 }

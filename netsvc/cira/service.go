@@ -86,6 +86,9 @@ type Service struct {
 	ends        *metrics.CounterVec
 	keepalives  *metrics.Counter
 	storeErrors *metrics.Counter
+	chanResults *metrics.CounterVec
+	adjusts     atomic.Int64 // WINDOW_ADJUSTs sent on channels amtd opened
+	window      uint32       // receive window per channel: chanWindow; tests shrink it before devices connect
 }
 
 // New validates cfg and builds the service; it touches no socket and reads
@@ -122,11 +125,13 @@ func New(cfg *config.Config, deps netsvc.Deps) (*Service, error) {
 		authSem:  make(chan struct{}, maxAuthChecks),
 		reg:      newRegistry(),
 		conns:    map[net.Conn]*session{},
+		window:   chanWindow,
 		results: reg.CounterVec("amtd_cira_connections_total", "CIRA connections by outcome: authenticated, unknown_uuid, bad_user, "+
 			"bad_password, backoff, too_many, too_many_from_source, garbage, http, tls_error, protocol_error, timeout, closed, store_error.", "result"),
 		ends:        reg.CounterVec("amtd_cira_disconnects_total", "Authenticated CIRA links ended, by why: peer, idle, replaced, protocol_error, shutdown.", "why"),
 		keepalives:  reg.Counter("amtd_cira_keepalives_total", "KEEPALIVE_REQUEST messages answered."),
 		storeErrors: reg.Counter("amtd_cira_store_errors_total", "Failed writes of CIRA link state to the store (retried at the next flush)."),
+		chanResults: reg.CounterVec("amtd_cira_channel_opens_total", "Channels amtd asked devices to open, by outcome: opened, refused, cancelled, queue_full, error.", "result"),
 	}
 	s.reg.gauge = reg.Gauge("amtd_cira_connected_devices", "Devices with an authenticated CIRA link now.")
 	s.settings.Store(st)

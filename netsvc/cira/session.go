@@ -18,8 +18,9 @@ import (
 )
 
 // maxChannelData bounds a CHANNEL_DATA payload the reader accepts, and so
-// the reader's buffer (apf.Limits.MaxMessageLen): channels are not relayed
-// yet, so any data is from a channel that does not exist and is dropped.
+// the reader's buffer (apf.Limits.MaxMessageLen); it is also the receive
+// window amtd grants each channel it opens (chanWindow), so no legal
+// CHANNEL_DATA is longer.
 const maxChannelData = 16 << 10
 
 // keepaliveQuiet is how long after the last tcpip-forward amtd waits for
@@ -55,6 +56,8 @@ type session struct {
 	kicked   bool
 	kickWhy  string
 	interval uint32 // keep-alive interval AMT accepted, 0 until it replied
+
+	ch *chans // channels amtd opened on this link
 }
 
 // state is the session's link state for the store.
@@ -178,7 +181,7 @@ func (sv *Service) serve(ctx context.Context, raw net.Conn) {
 		return
 	}
 	cs := tc.ConnectionState()
-	s := &session{svc: sv, conn: tc, src: src, remote: raw.RemoteAddr().String(), tlsVer: cs.Version, suite: cs.CipherSuite}
+	s := &session{svc: sv, conn: tc, src: src, remote: raw.RemoteAddr().String(), tlsVer: cs.Version, suite: cs.CipherSuite, ch: newChans()}
 	if !sv.setSession(raw, s) {
 		tc.Close()
 		return
@@ -343,6 +346,7 @@ func (s *session) run(r *apf.Reader) {
 		}
 		s.mu.Unlock()
 		s.conn.Close()
+		s.failChannels()
 		sv.reg.remove(s, sv.now())
 		if end != endReplaced { // counted when it was replaced
 			sv.ends.With(end).Inc()
@@ -455,8 +459,7 @@ func (s *session) handle(m apf.Message) error {
 		// Channels opened by AMT are refused everywhere (spec/apf.md §7.4).
 		return s.send(apf.ChannelOpenFailure{RecipientChannel: m.SenderChannel, Reason: apf.OpenUnknownChannelType})
 	case apf.ChannelOpenConfirmation, apf.ChannelOpenFailure, apf.ChannelWindowAdjust, apf.ChannelData, apf.ChannelClose:
-		// amtd opened no channel: late or stray, dropped.
-		return nil
+		return s.dispatch(m)
 	case apf.Disconnect:
 		sv.log.Info("cira: device sent DISCONNECT", "dev", s.uuid, "reason", m.Reason.String())
 		return io.EOF
