@@ -294,17 +294,8 @@ func (ds *Devices) List(ctx context.Context, q DeviceQuery) ([]Device, error) {
 		q.Limit = 100
 	}
 	q.Limit = min(q.Limit, 10000)
-	conn := -1
-	if q.Connected != nil {
-		conn = 0
-		if *q.Connected {
-			conn = 1
-		}
-	}
-	rows, err := ds.s.db.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices
-		WHERE (?1 = '' OR EXISTS (SELECT 1 FROM json_each(devices.tags) WHERE value = ?1))
-		  AND (?2 < 0 OR cira_connected = ?2)
-		ORDER BY uuid LIMIT ?3 OFFSET ?4`, q.Tag, conn, q.Limit, q.Offset)
+	rows, err := ds.s.db.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE `+deviceFilter+`
+		ORDER BY uuid LIMIT ?3 OFFSET ?4`, q.Tag, q.connected(), q.Limit, q.Offset)
 	if err != nil {
 		return nil, fmt.Errorf("devices: %w", err)
 	}
@@ -321,6 +312,31 @@ func (ds *Devices) List(ctx context.Context, q DeviceQuery) ([]Device, error) {
 		return nil, fmt.Errorf("devices: %w", err)
 	}
 	return out, nil
+}
+
+// deviceFilter is the WHERE clause of a DeviceQuery: ?1 the tag (” any),
+// ?2 the CIRA state (-1 any, 0 disconnected, 1 connected).
+const deviceFilter = `(?1 = '' OR EXISTS (SELECT 1 FROM json_each(devices.tags) WHERE value = ?1))
+		  AND (?2 < 0 OR cira_connected = ?2)`
+
+func (q DeviceQuery) connected() int {
+	switch {
+	case q.Connected == nil:
+		return -1
+	case *q.Connected:
+		return 1
+	}
+	return 0
+}
+
+// CountWhere returns how many devices the query's tag and CIRA state
+// select (its Limit and Offset are ignored), counted by the database.
+func (ds *Devices) CountWhere(ctx context.Context, q DeviceQuery) (int, error) {
+	var n int
+	if err := ds.s.db.QueryRowContext(ctx, `SELECT count(*) FROM devices WHERE `+deviceFilter, q.Tag, q.connected()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("devices: count: %w", err)
+	}
+	return n, nil
 }
 
 // Count returns the number of devices.

@@ -176,25 +176,10 @@ func (s *Service) listDevices(w http.ResponseWriter, r *http.Request) (string, i
 	}{list, total})
 }
 
-// countDevices counts the devices q matches by paging through them: the
-// store counts only all devices so far.
+// countDevices counts the devices q's tag and CIRA state select, in the
+// database.
 func (s *Service) countDevices(r *http.Request, q store.DeviceQuery) (int, error) {
-	if q.Tag == "" && q.Connected == nil {
-		return s.deps.Store.Devices().Count(r.Context())
-	}
-	q.Limit, q.Offset = maxTop, 0
-	n := 0
-	for {
-		ds, err := s.deps.Store.Devices().List(r.Context(), q)
-		if err != nil {
-			return 0, err
-		}
-		n += len(ds)
-		if len(ds) < q.Limit {
-			return n, nil
-		}
-		q.Offset += len(ds)
-	}
+	return s.deps.Store.Devices().CountWhere(r.Context(), q)
 }
 
 // deviceStats is GET /api/v1/devices/stats.
