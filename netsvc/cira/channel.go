@@ -301,7 +301,8 @@ type channel struct {
 	err        error // why open failed, or errLinkClosed
 	peer       uint32
 	credits    uint32
-	buf        []byte
+	buf        []byte // unread data, inside arr
+	arr        []byte // buf's backing array, the window's size once data came
 	consumed   uint32
 	rclosed    bool // the device sent CHANNEL_CLOSE (or the link died)
 	closeSent  bool
@@ -375,7 +376,15 @@ func (c *channel) deliver(b []byte) error {
 	case len(c.buf)+len(b) > int(c.s.svc.window):
 		return fmt.Errorf("%w: the device overran channel %d's window of %d bytes", errProtocol, c.id, c.s.svc.window)
 	}
-	c.buf = append(c.buf, b...) // b aliases the reader's buffer
+	if len(c.buf)+len(b) > cap(c.buf) {
+		// Slide the unread data to the front of one window-sized array
+		// instead of growing a new one per window.
+		if cap(c.arr) < int(c.s.svc.window) {
+			c.arr = make([]byte, 0, c.s.svc.window)
+		}
+		c.buf = c.arr[:copy(c.arr[:len(c.buf)], c.buf)]
+	}
+	c.buf = append(c.buf, b...) // copies: b aliases the reader's buffer
 	c.cond.Broadcast()
 	return nil
 }
@@ -458,7 +467,7 @@ func (c *channel) Read(p []byte) (int, error) {
 	n := copy(p, c.buf)
 	c.buf = c.buf[n:]
 	if len(c.buf) == 0 {
-		c.buf = nil // free the backing array of an idle channel
+		c.buf = c.arr[:0]
 	}
 	c.consumed += uint32(n)
 	var adjust uint32
@@ -523,7 +532,7 @@ func (c *channel) Close() error {
 		return nil
 	}
 	c.closed = true
-	c.buf = nil
+	c.buf, c.arr = nil, nil
 	c.cond.Broadcast()
 	send := !c.closeSent && c.state == chanOpen
 	c.closeSent = true

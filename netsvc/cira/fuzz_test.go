@@ -6,6 +6,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,14 @@ func FuzzSession(f *testing.F) {
 	f.Add(good[:93])
 	f.Add(append(good[:93:93], 5, 0xff, 0xff, 0xff, 0xff))
 	f.Add([]byte{0xfa, 0, 0, 0, 2, '{', '}'})
+	// Channel messages for channels amtd never opened: dropped.
+	stray := good
+	for _, m := range []apf.Message{apf.ChannelOpenConfirmation{RecipientChannel: 4, SenderChannel: 1, InitialWindow: 10},
+		apf.ChannelData{RecipientChannel: 4, Data: []byte("x")}, apf.ChannelWindowAdjust{RecipientChannel: 4, BytesToAdd: 1},
+		apf.ChannelClose{RecipientChannel: 4}} {
+		stray, _ = m.AppendBinary(slices.Clip(stray))
+	}
+	f.Add(stray)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sv, err := New(testConfig(), netsvc.Deps{Metrics: metrics.NewRegistry()})
 		if err != nil {
@@ -101,7 +110,7 @@ func FuzzSession(f *testing.F) {
 			_, _ = client.Write(b)
 			client.Close()
 		}()
-		s := &session{svc: sv, conn: server, remote: "pipe"}
+		s := &session{svc: sv, conn: server, remote: "pipe", ch: newChans()}
 		r := apf.NewReader(server, apf.Limits{MaxData: maxChannelData})
 		if s.authenticate(context.Background(), r) == resultAuthenticated {
 			s.run(r)
