@@ -146,12 +146,26 @@ func (ca *CA) Fingerprint() string {
 }
 
 // marshal encodes the root as PEM: the certificate, then the PKCS #8 key.
-func (ca *CA) marshal() (secret.Value, error) {
-	keyDER, err := x509.MarshalPKCS8PrivateKey(ca.key)
+func (ca *CA) marshal() (secret.Value, error) { return EncodeCA(ca.cert, ca.key) }
+
+// parse decodes what marshal wrote and checks that key and certificate match.
+func parse(v secret.Value) (*CA, error) {
+	cert, key, err := DecodeCA(v)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{cert: cert, key: key}, nil
+}
+
+// EncodeCA encodes a CA as the keys table keeps one (store.KeyCA): the
+// certificate, then the PKCS #8 key, in PEM. The appliance root and the
+// self-hosted provisioning roots (amtd domain add --self-signed) share it.
+func EncodeCA(cert *x509.Certificate, key crypto.Signer) (secret.Value, error) {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return secret.Value{}, fmt.Errorf("pki: encode root key: %w", err)
 	}
-	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 	b = append(b, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...)
 	clear(keyDER)
 	v := secret.New(b)
@@ -159,10 +173,12 @@ func (ca *CA) marshal() (secret.Value, error) {
 	return v, nil
 }
 
-// parse decodes what marshal wrote and checks that key and certificate match.
-func parse(v secret.Value) (*CA, error) {
+// DecodeCA decodes what EncodeCA wrote and checks that the key and the
+// certificate belong together and that the certificate is a CA.
+func DecodeCA(v secret.Value) (*x509.Certificate, crypto.Signer, error) {
 	rest := v.Reveal()
-	var ca CA
+	var cert *x509.Certificate
+	var key crypto.Signer
 	for {
 		var blk *pem.Block
 		blk, rest = pem.Decode(rest)
@@ -173,32 +189,32 @@ func parse(v secret.Value) (*CA, error) {
 		case "CERTIFICATE":
 			c, err := x509.ParseCertificate(blk.Bytes)
 			if err != nil {
-				return nil, fmt.Errorf("pki: stored root certificate: %w", err)
+				return nil, nil, fmt.Errorf("pki: stored root certificate: %w", err)
 			}
-			ca.cert = c
+			cert = c
 		case "PRIVATE KEY":
 			k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
 			if err != nil {
-				return nil, errors.New("pki: stored root key does not parse as PKCS #8")
+				return nil, nil, errors.New("pki: stored root key does not parse as PKCS #8")
 			}
 			s, ok := k.(crypto.Signer)
 			if !ok {
-				return nil, fmt.Errorf("pki: stored root key of type %T cannot sign", k)
+				return nil, nil, fmt.Errorf("pki: stored root key of type %T cannot sign", k)
 			}
-			ca.key = s
+			key = s
 		}
 	}
-	if ca.cert == nil || ca.key == nil {
-		return nil, errors.New("pki: stored root lacks its certificate or its key")
+	if cert == nil || key == nil {
+		return nil, nil, errors.New("pki: stored root lacks its certificate or its key")
 	}
-	pub, ok := ca.key.Public().(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(ca.cert.PublicKey) {
-		return nil, errors.New("pki: stored root key does not match the root certificate")
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(cert.PublicKey) {
+		return nil, nil, errors.New("pki: stored root key does not match the root certificate")
 	}
-	if !ca.cert.IsCA {
-		return nil, errors.New("pki: stored root certificate is not a CA")
+	if !cert.IsCA {
+		return nil, nil, errors.New("pki: stored root certificate is not a CA")
 	}
-	return &ca, nil
+	return cert, key, nil
 }
 
 // ErrExists is returned by Init when the store already holds a root.

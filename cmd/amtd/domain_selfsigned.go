@@ -11,7 +11,6 @@ import (
 	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 
 	"software.sslmate.com/src/go-pkcs12"
 
+	"amtd/pki"
 	"amtd/provcert"
 	"amtd/secret"
 	"amtd/store"
@@ -108,62 +108,17 @@ func newProvRoot(suffix string, now time.Time) (*provRoot, error) {
 	return &provRoot{cert: cert, key: key}, nil
 }
 
-// marshal encodes the root as the keys table keeps a CA (store.KeyCA): the
-// certificate, then the PKCS #8 key, in PEM.
-func (r *provRoot) marshal() (secret.Value, error) {
-	keyDER, err := x509.MarshalPKCS8PrivateKey(r.key)
-	if err != nil {
-		return secret.Value{}, fmt.Errorf("encoding the root key: %w", err)
-	}
-	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.cert.Raw})
-	b = append(b, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})...)
-	clear(keyDER)
-	v := secret.New(b)
-	clear(b)
-	return v, nil
-}
+// marshal encodes the root as the keys table keeps a CA (store.KeyCA).
+func (r *provRoot) marshal() (secret.Value, error) { return pki.EncodeCA(r.cert, r.key) }
 
-// parseProvRoot decodes what marshal wrote and checks that the key and the
-// certificate belong together.
+// parseProvRoot decodes what marshal wrote (pki.DecodeCA checks that the key
+// and the certificate belong together).
 func parseProvRoot(v secret.Value) (*provRoot, error) {
-	rest := v.Reveal()
-	var r provRoot
-	for {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		switch blk.Type {
-		case "CERTIFICATE":
-			c, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("the stored root certificate does not parse: %w", err)
-			}
-			r.cert = c
-		case "PRIVATE KEY":
-			k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-			if err != nil {
-				return nil, errors.New("the stored root key does not parse as PKCS #8")
-			}
-			s, ok := k.(crypto.Signer)
-			if !ok {
-				return nil, fmt.Errorf("the stored root key of type %T cannot sign", k)
-			}
-			r.key = s
-		}
+	cert, key, err := pki.DecodeCA(v)
+	if err != nil {
+		return nil, err
 	}
-	if r.cert == nil || r.key == nil {
-		return nil, errors.New("the stored root lacks its certificate or its key")
-	}
-	pub, ok := r.key.Public().(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(r.cert.PublicKey) {
-		return nil, errors.New("the stored root key does not match the root certificate")
-	}
-	if !r.cert.IsCA {
-		return nil, errors.New("the stored root certificate is not a CA")
-	}
-	return &r, nil
+	return &provRoot{cert: cert, key: key}, nil
 }
 
 // issueLeaf makes the domain's provisioning certificate under the root
