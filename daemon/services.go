@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net"
+	"sync"
 	"time"
 
 	"amtd/daemon/config"
@@ -29,6 +31,9 @@ type Spec struct {
 // reverse). The control socket is not in it: the daemon always runs that
 // one first, see Run.
 func DefaultServices() []Spec {
+	// The API reaches devices through whichever CIRA service this table
+	// built last (CIRA reloads in place, so that is the running one).
+	link := &ciraLink{}
 	return []Spec{
 		// DNS goes before DHCP: leases hand out its address as the resolver
 		// that answers ProvisionServer (spec/network.md §2).
@@ -40,9 +45,9 @@ func DefaultServices() []Spec {
 		{Name: "provisioning", Enabled: func(c *config.Config) bool { return c.Provisioning.Enable }, New: newProvisioning},
 		// CIRA last: its links outlive reloads (it implements Reloader), and
 		// devices dial it only once provisioning has configured them.
-		{Name: "cira", Enabled: func(c *config.Config) bool { return c.CIRA.Enable }, New: newCIRA},
+		{Name: "cira", Enabled: func(c *config.Config) bool { return c.CIRA.Enable }, New: link.newCIRA},
 		// The console API reads what the others keep in the store.
-		{Name: "api", Enabled: func(c *config.Config) bool { return c.API.Enable }, New: newAPI},
+		{Name: "api", Enabled: func(c *config.Config) bool { return c.API.Enable }, New: link.newAPI},
 	}
 }
 
@@ -54,8 +59,43 @@ func newRegistrar(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) 
 	return dns.NewRegistrar(cfg, deps)
 }
 
-func newCIRA(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
-	return cira.New(cfg, deps)
+// ciraLink hands the console API the CIRA service for its /amt/* routes
+// (issue 6), without a registry in netsvc.Deps: the table's two builders
+// share it. A CIRA service closed by a reload that turned [CIRA] off has no
+// links, so its Dial answers "not connected".
+type ciraLink struct {
+	mu  sync.Mutex
+	svc *cira.Service
+}
+
+func (l *ciraLink) newCIRA(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
+	svc, err := cira.New(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	l.svc = svc
+	l.mu.Unlock()
+	return svc, nil
+}
+
+// Dial implements api.DeviceDialer.
+func (l *ciraLink) Dial(ctx context.Context, uuid string, port uint16) (net.Conn, error) {
+	l.mu.Lock()
+	svc := l.svc
+	l.mu.Unlock()
+	if svc == nil {
+		return nil, fmt.Errorf("cira: dial %s: %w ([CIRA] is not running)", uuid, cira.ErrNotConnected)
+	}
+	return svc.Dial(ctx, uuid, port)
+}
+
+func (l *ciraLink) newAPI(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
+	var d api.DeviceDialer
+	if cfg.CIRA.Enable {
+		d = l
+	}
+	return newAPI(cfg, deps, d)
 }
 
 func newDHCP(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
@@ -97,7 +137,7 @@ func newProvisioning(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, erro
 // newAPI serves the console API with the appliance certificate, the one
 // devices already trust for CIRA (created here in a store made before amtd
 // had a CA).
-func newAPI(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
+func newAPI(cfg *config.Config, deps netsvc.Deps, devices api.DeviceDialer) (netsvc.Service, error) {
 	if deps.Store == nil {
 		return nil, fmt.Errorf("api: needs the store")
 	}
@@ -122,7 +162,7 @@ func newAPI(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api: the HTTPS certificate (from [Site] Hostname= and Address=): %w", err)
 	}
-	return api.New(cfg, deps, api.Options{Certificate: sc.GetCertificate})
+	return api.New(cfg, deps, api.Options{Certificate: sc.GetCertificate, Devices: devices})
 }
 
 // Optional interfaces a service may implement for STATUS= and `amtd status`.

@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"amtd/daemon/config"
 	"amtd/metrics"
 	"amtd/netsvc"
+	"amtd/netsvc/api"
 	"amtd/pki"
 	"amtd/store"
 )
@@ -103,5 +106,121 @@ Listen=127.0.0.1:0
 	}
 	if resp.TLS == nil || resp.TLS.Version < tls.VersionTLS12 {
 		t.Errorf("TLS version %v", resp.TLS)
+	}
+}
+
+// TestDaemonWiringCIRA: with [CIRA] and [API] on, the service table hands
+// the API the CIRA service it built: a simulated device that connects to
+// that CIRA service answers the API's power state; the same table with
+// [CIRA] off gives the API no way to devices, and it says so.
+func TestDaemonWiringCIRA(t *testing.T) {
+	const conf = `[Site]
+Domain=corp.example.com
+Hostname=amtd.corp.example.com
+Address=127.0.0.1
+
+[CIRA]
+Enable=%s
+Listen=127.0.0.1:0
+
+[API]
+Enable=yes
+Listen=127.0.0.1:0
+`
+	ctx := context.Background()
+	dir := t.TempDir()
+	opts := store.Options{Path: filepath.Join(dir, "amtd.db"), KeyFile: filepath.Join(dir, "master.key")}
+	if err := store.GenerateKeyFile(opts.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Init(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := pki.Init(ctx, st, time.Now(), "amtd.corp.example.com", "test"); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := st.APIKeys().Create(ctx, "console", store.RoleViewer, "test", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.AddSimDevice(t, st, api.SimUUID)
+
+	for _, ciraOn := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cira=%v", ciraOn), func(t *testing.T) {
+			enable := "no"
+			if ciraOn {
+				enable = "yes"
+			}
+			cfg, err := config.Parse("amtd.conf", strings.NewReader(fmt.Sprintf(conf, enable)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			lns := netsvc.NewListeners(nil)
+			defer lns.Close()
+			deps := netsvc.Deps{Store: st, Listeners: lns, Metrics: metrics.NewRegistry(), Version: "9.9"}
+			var apiAddr string
+			for _, s := range daemon.DefaultServices() { // in table order, as the daemon starts them
+				if s.Name != "cira" && s.Name != "api" || !s.Enabled(cfg) {
+					continue
+				}
+				svc, err := s.New(cfg, deps)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := svc.Start(ctx); err != nil {
+					t.Fatal(err)
+				}
+				defer func() {
+					cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					defer cancel()
+					svc.Close(cctx)
+				}()
+				if a, ok := svc.(interface{ Addr() string }); ok {
+					apiAddr = a.Addr()
+				}
+			}
+			if ciraOn {
+				f, err := lns.File("cira")
+				if err != nil || f == nil {
+					t.Fatalf("cira socket: %v", err)
+				}
+				ln, err := net.FileListener(f)
+				f.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				ciraAddr := ln.Addr().String()
+				ln.Close()
+				api.StartSimDevice(t, st, ciraAddr, api.SimUUID)
+			}
+
+			ca, err := pki.Load(ctx, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pool := x509.NewCertPool()
+			pool.AddCert(ca.Root())
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "amtd.corp.example.com"}}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+			req, _ := http.NewRequest("GET", "https://"+apiAddr+"/api/v1/amt/power/state/"+api.SimUUID, nil)
+			req.Header.Set("Authorization", "Bearer "+tok.RevealString())
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if ciraOn {
+				var ps map[string]int
+				if resp.StatusCode != 200 || json.Unmarshal(body, &ps) != nil || ps["powerstate"] != 2 {
+					t.Fatalf("power state through the daemon's CIRA service: %d %s", resp.StatusCode, body)
+				}
+			} else if resp.StatusCode != 404 || !strings.Contains(string(body), "[CIRA] is off") {
+				t.Fatalf("power state with [CIRA] off: %d %s", resp.StatusCode, body)
+			}
+		})
 	}
 }

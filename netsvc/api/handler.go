@@ -35,6 +35,10 @@ func (s *Service) routes() []route {
 		{"GET", "/api/v1/version", "version", store.RoleViewer, s.version},
 		{"GET", "/api/v1/health", "health", store.RoleViewer, s.health},
 		{"GET", "/api/v1/ciracert", "ciracert", store.RoleViewer, s.ciraCert},
+		// Device operations over CIRA (spec/redirection.md §7.2).
+		{"GET", "/api/v1/amt/power/state/{guid}", "amt.power.state", store.RoleViewer, s.powerState},
+		{"POST", "/api/v1/amt/power/action/{guid}", "amt.power.action", store.RoleOperator, s.powerAction},
+		{"GET", "/api/v1/amt/version/{guid}", "amt.version", store.RoleViewer, s.amtVersion},
 		// amtd's own: its audit trail, which names every key's calls.
 		{"GET", "/api/v1/audit", "audit.list", store.RoleAdmin, s.listAudit},
 	}
@@ -90,7 +94,7 @@ func (s *Service) Handler() http.Handler {
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		k, _ := r.Context().Value(keyCtx{}).(store.APIKey)
-		st := writeError(w, http.StatusNotFound, "no such endpoint: "+truncate(r.URL.Path, 200)+" (amtd serves /api/v1/devices, /api/v1/devices/stats, /api/v1/devices/tags, /api/v1/devices/{guid}, /api/v1/version, /api/v1/health, /api/v1/ciracert, /api/v1/audit)")
+		st := writeError(w, http.StatusNotFound, "no such endpoint: "+truncate(r.URL.Path, 200)+" (amtd serves /api/v1/devices, /api/v1/devices/stats, /api/v1/devices/tags, /api/v1/devices/{guid}, /api/v1/version, /api/v1/health, /api/v1/ciracert, /api/v1/amt/power/state/{guid}, /api/v1/amt/power/action/{guid}, /api/v1/amt/version/{guid}, /api/v1/audit)")
 		s.finish(r, k, "unknown", "", st)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -103,7 +107,7 @@ func (s *Service) Handler() http.Handler {
 			s.refuse(w, r, reason)
 			return
 		}
-		// Routes take no body yet; whatever a client sends is bounded.
+		// Bodies are small JSON ({"action": N}); whatever a client sends is bounded.
 		if r.ContentLength > maxBodyBytes {
 			st := writeError(w, http.StatusRequestEntityTooLarge, "request body over "+strconv.Itoa(maxBodyBytes)+" bytes")
 			s.finish(r, k, "body", "", st)

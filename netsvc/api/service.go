@@ -55,6 +55,9 @@ type Options struct {
 	// Certificate serves the API's TLS: the appliance certificate
 	// (pki.ServerCert.GetCertificate). Required.
 	Certificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// Devices reaches devices over CIRA for the /api/v1/amt/* routes: the
+	// running CIRA service. Nil when [CIRA] is off; those routes then say so.
+	Devices DeviceDialer
 }
 
 // Service is the console API and the metrics endpoint. It holds no state a

@@ -45,6 +45,14 @@ type env struct {
 
 func newEnv(t testing.TB, withMetrics bool) *env {
 	t.Helper()
+	return newEnvDevices(t, withMetrics, nil)
+}
+
+// newEnvDevices is newEnv whose API reaches devices through what devices
+// returns (called with the store, the appliance CA in it, and the listener
+// registry; nil devices: CIRA off).
+func newEnvDevices(t testing.TB, withMetrics bool, devices func(*store.Store, *netsvc.Listeners) DeviceDialer) *env {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	opts := store.Options{Path: filepath.Join(dir, "amtd.db"), KeyFile: filepath.Join(dir, "master.key")}
@@ -76,7 +84,11 @@ func newEnv(t testing.TB, withMetrics bool) *env {
 	reg := metrics.NewRegistry()
 	deps := netsvc.Deps{Log: slog.New(slog.NewTextHandler(logs, nil)), Store: st, Metrics: reg,
 		Listeners: lns, Version: "1.2.3-test"}
-	svc, err := New(cfg, deps, Options{Certificate: sc.GetCertificate})
+	var dd DeviceDialer
+	if devices != nil {
+		dd = devices(st, lns)
+	}
+	svc, err := New(cfg, deps, Options{Certificate: sc.GetCertificate, Devices: dd})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,222 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+
+	"amtd/amt/wsman"
+	"amtd/netsvc/cira"
+	"amtd/store"
+)
+
+// DeviceDialer reaches a device's AMT port over its CIRA link: the CIRA
+// service's Dial (spec/apf.md §7). Errors wrap cira.ErrNotConnected when
+// the device has no link to this amtd.
+type DeviceDialer interface {
+	Dial(ctx context.Context, uuid string, port uint16) (net.Conn, error)
+}
+
+// wsmanPort is AMT's plain WS-Man port; over CIRA the channel is the
+// security boundary, as MPS does it (spec/redirection.md §1, §7.2).
+const wsmanPort = 16992
+
+// notConnected is MPS's message for every /amt/* call to a device without
+// a live CIRA socket (spec/redirection.md §7).
+const notConnected = "Device not found/connected"
+
+// deviceClient checks the device and returns a WS-Man client that reaches
+// it over CIRA as "admin" with the password amtd keeps sealed; the console
+// never sees that password (issue 6). When ok is false the error is sent.
+// The caller runs done (which wipes the password) when it is finished.
+func (s *Service) deviceClient(w http.ResponseWriter, r *http.Request) (c *wsman.Client, done func(), uuid, obj string, status int, ok bool) {
+	u, err := store.NormalizeUUID(r.PathValue("guid"))
+	if err != nil {
+		return nil, nil, "", "amt", writeError(w, http.StatusBadRequest, "guid: "+err.Error()), false
+	}
+	obj = "device/" + u
+	if _, err := s.deps.Store.Devices().Get(r.Context(), u); errors.Is(err, store.ErrNotFound) {
+		return nil, nil, u, obj, writeError(w, http.StatusNotFound, "Device ID "+u+" not found"), false
+	} else if err != nil {
+		return nil, nil, u, obj, s.internal(w, "reading device "+u, err), false
+	}
+	if s.opts.Devices == nil {
+		return nil, nil, u, obj, writeError(w, http.StatusNotFound, notConnected+": [CIRA] is off in amtd.conf, so amtd reaches no device"), false
+	}
+	pw, err := s.deps.Store.Secrets().Current(r.Context(), u, store.AMTAdmin)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, u, obj, writeError(w, http.StatusConflict, "amtd holds no AMT admin password for device "+u+
+			"; it manages devices it activated (or whose password was imported with amtd secret)"), false
+	}
+	if err != nil {
+		return nil, nil, u, obj, s.internal(w, "reading the device's AMT password", err), false
+	}
+	dial := func(ctx context.Context) (net.Conn, error) { return s.opts.Devices.Dial(ctx, u, wsmanPort) }
+	c = wsman.NewClient(dial, wsman.Credentials{Host: u + ":" + strconv.Itoa(wsmanPort), Username: "admin", Password: pw})
+	return c, pw.Wipe, u, obj, 0, true
+}
+
+// deviceError answers a failed WS-Man exchange. The text of err names the
+// device and the step, never the password (a secret.Value prints redacted).
+func (s *Service) deviceError(w http.ResponseWriter, uuid string, err error) int {
+	switch {
+	case errors.Is(err, cira.ErrNotConnected):
+		return writeError(w, http.StatusNotFound, notConnected+": device "+uuid+" has no CIRA link to this amtd")
+	case errors.Is(err, context.DeadlineExceeded):
+		return writeError(w, http.StatusGatewayTimeout, "device "+uuid+" did not answer WS-Man within "+requestTimeout.String())
+	case errors.Is(err, wsman.ErrWrongPassword):
+		s.log.Warn("api: AMT refused the stored admin password", "device", uuid)
+		return writeError(w, http.StatusBadGateway, "device "+uuid+" refused the AMT admin password amtd holds; see amtd secret")
+	}
+	s.log.Warn("api: WS-Man to a device failed", "device", uuid, "err", err)
+	return writeError(w, http.StatusBadGateway, "WS-Man to device "+uuid+" failed: "+truncate(err.Error(), 300))
+}
+
+// powerState is GET /api/v1/amt/power/state/{guid}: {"powerstate": N}, the
+// PowerState of CIM_AssociatedPowerManagementService (spec/redirection.md
+// §7.2). MPS adds OSPowerSavingState from IPS_PowerManagementService in
+// newer versions; amtd does not send it yet.
+func (s *Service) powerState(w http.ResponseWriter, r *http.Request) (string, int) {
+	c, done, u, obj, st, ok := s.deviceClient(w, r)
+	if !ok {
+		return obj, st
+	}
+	defer done()
+	items, err := c.Enumerate(r.Context(), "CIM_AssociatedPowerManagementService")
+	if err != nil {
+		return obj, s.deviceError(w, u, err)
+	}
+	for _, in := range items {
+		if v, ok := in.Get("PowerState"); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return obj, s.deviceError(w, u, errors.New("PowerState "+strconv.Quote(truncate(v, 20))+" is not a number"))
+			}
+			return obj, writeJSON(w, http.StatusOK, map[string]int{"powerstate": n})
+		}
+	}
+	return obj, s.deviceError(w, u, errors.New("CIM_AssociatedPowerManagementService has no PowerState"))
+}
+
+// powerActions are the DMTF power states RequestPowerStateChange takes
+// (spec/redirection.md §7.2: 2 on, 3 light sleep, 4 deep sleep, 5 power
+// cycle, 6 off-hard, 7 hibernate, 8 off-soft, 9 cycle off-hard, 10 master
+// bus reset, 11 NMI, 12 off-soft graceful, 13 off-hard graceful, 14 master
+// bus reset graceful, 15 power cycle off-soft graceful, 16 power cycle
+// off-hard graceful, 17 diagnostic interrupt INIT). MPS's 500/501 (OS
+// power saving through IPS_PowerManagementService) are not here yet.
+func validPowerAction(n int) bool { return n >= 2 && n <= 17 }
+
+// returnValueStr names CIM_PowerManagementService.RequestPowerStateChange's
+// return codes (DMTF CIM_PowerManagementService: 0 completed, 1 not
+// supported, 2 unknown, 3 timeout, 4 failed, 5 invalid parameter, 6 in use).
+// MPS runs every code through its AMT status table, where 0 is "SUCCESS" too.
+var returnValueStr = map[int]string{0: "SUCCESS", 1: "NOT_SUPPORTED", 2: "UNKNOWN_ERROR", 3: "TIMEOUT",
+	4: "FAILED", 5: "INVALID_PARAMETER", 6: "IN_USE"}
+
+// powerAction is POST /api/v1/amt/power/action/{guid} with {"action": N}.
+// The answer is MPS's: {"Body": {"ReturnValue": N, "ReturnValueStr": ...}},
+// 200 whatever the device's ReturnValue (as MPS).
+func (s *Service) powerAction(w http.ResponseWriter, r *http.Request) (string, int) {
+	var req struct {
+		Action *int `json:"action"`
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Action == nil {
+		return "amt", writeError(w, http.StatusBadRequest, `want a JSON body {"action": N} with N a DMTF power state from 2 to 17`)
+	}
+	if !validPowerAction(*req.Action) {
+		return "amt", writeError(w, http.StatusBadRequest, "action "+strconv.Itoa(*req.Action)+
+			" is not a power state amtd sends: use 2 (on), 5 (power cycle), 8 (off-soft), 10 (reset), ... up to 17")
+	}
+	c, done, u, obj, st, ok := s.deviceClient(w, r)
+	if !ok {
+		return obj, st
+	}
+	defer done()
+	in := wsman.RequestPowerStateChangeInput{PowerState: *req.Action, ManagedElement: wsman.ManagedSystem()}
+	err := c.Invoke(r.Context(), "CIM_PowerManagementService", "RequestPowerStateChange", in.Params(), nil)
+	code := 0
+	var re *wsman.ReturnError
+	if errors.As(err, &re) {
+		code, err = re.Code, nil
+	}
+	if err != nil {
+		return obj, s.deviceError(w, u, err)
+	}
+	str, ok := returnValueStr[code]
+	if !ok {
+		str = "UNKNOWN_ERROR"
+	}
+	type body struct {
+		ReturnValue    int    `json:"ReturnValue"`
+		ReturnValueStr string `json:"ReturnValueStr"`
+	}
+	return obj, writeJSON(w, http.StatusOK, struct {
+		Body body `json:"Body"`
+	}{body{code, str}})
+}
+
+// amtVersion is GET /api/v1/amt/version/{guid}: every CIM_SoftwareIdentity
+// instance and AMT_SetupAndConfigurationService, as MPS's getVersion
+// returns them ({"CIM_SoftwareIdentity": {"responses": [...], "status":
+// 200}, "AMT_SetupAndConfigurationService": {"response": {...}, "status":
+// 200}}; spec/redirection.md §7.2; the wrapper's keys are from MPS's source
+// as remembered, unverified against a live MPS). Properties are strings, a
+// repeated one a list, as MPS's XML-to-JSON leaves them.
+func (s *Service) amtVersion(w http.ResponseWriter, r *http.Request) (string, int) {
+	c, done, u, obj, st, ok := s.deviceClient(w, r)
+	if !ok {
+		return obj, st
+	}
+	defer done()
+	items, err := c.Enumerate(r.Context(), "CIM_SoftwareIdentity")
+	if err != nil {
+		return obj, s.deviceError(w, u, err)
+	}
+	var sc wsman.Instance
+	if err := c.Get(r.Context(), "AMT_SetupAndConfigurationService", &sc); err != nil {
+		return obj, s.deviceError(w, u, err)
+	}
+	sw := make([]map[string]any, 0, len(items))
+	for i := range items {
+		sw = append(sw, instanceJSON(&items[i]))
+	}
+	type list struct {
+		Responses []map[string]any `json:"responses"`
+		Status    int              `json:"status"`
+	}
+	type one struct {
+		Response map[string]any `json:"response"`
+		Status   int            `json:"status"`
+	}
+	return obj, writeJSON(w, http.StatusOK, struct {
+		Software list `json:"CIM_SoftwareIdentity"`
+		Setup    one  `json:"AMT_SetupAndConfigurationService"`
+	}{list{sw, 200}, one{instanceJSON(&sc), 200}})
+}
+
+// instanceJSON turns a WS-Man instance into the object MPS sends: each
+// leaf property by name, a repeated one as a list. Nested values (EPRs,
+// dates) are left out; no route here needs them.
+func instanceJSON(in *wsman.Instance) map[string]any {
+	out := map[string]any{}
+	for _, p := range in.Props {
+		if p.EPR != nil || len(p.Fields) > 0 {
+			continue
+		}
+		switch prev := out[p.Name].(type) {
+		case nil:
+			out[p.Name] = p.Value
+		case string:
+			out[p.Name] = []string{prev, p.Value}
+		case []string:
+			out[p.Name] = append(prev, p.Value)
+		}
+	}
+	return out
+}
