@@ -75,10 +75,12 @@ func (s *Service) deviceError(w http.ResponseWriter, uuid string, err error) int
 	return writeError(w, http.StatusBadGateway, "WS-Man to device "+uuid+" failed: "+truncate(err.Error(), 300))
 }
 
-// powerState is GET /api/v1/amt/power/state/{guid}: {"powerstate": N}, the
-// PowerState of CIM_AssociatedPowerManagementService (spec/redirection.md
-// §7.2). MPS adds OSPowerSavingState from IPS_PowerManagementService in
-// newer versions; amtd does not send it yet.
+// powerState is GET /api/v1/amt/power/state/{guid}: {"powerstate": N},
+// the PowerState of CIM_AssociatedPowerManagementService, and
+// "OSPowerSavingState" from IPS_PowerManagementService as current MPS adds
+// it (spec/redirection.md §7.2). MPS answers 400 when the latter is
+// missing; amtd leaves the field out instead when the firmware faults on
+// the class (older AMT has no IPS_PowerManagementService).
 func (s *Service) powerState(w http.ResponseWriter, r *http.Request) (string, int) {
 	c, done, u, obj, st, ok := s.deviceClient(w, r)
 	if !ok {
@@ -89,31 +91,49 @@ func (s *Service) powerState(w http.ResponseWriter, r *http.Request) (string, in
 	if err != nil {
 		return obj, s.deviceError(w, u, err)
 	}
+	out := map[string]int{}
 	for _, in := range items {
 		if v, ok := in.Get("PowerState"); ok {
 			n, err := strconv.Atoi(v)
 			if err != nil {
 				return obj, s.deviceError(w, u, errors.New("PowerState "+strconv.Quote(truncate(v, 20))+" is not a number"))
 			}
-			return obj, writeJSON(w, http.StatusOK, map[string]int{"powerstate": n})
+			out["powerstate"] = n
+			break
 		}
 	}
-	return obj, s.deviceError(w, u, errors.New("CIM_AssociatedPowerManagementService has no PowerState"))
+	if _, ok := out["powerstate"]; !ok {
+		return obj, s.deviceError(w, u, errors.New("CIM_AssociatedPowerManagementService has no PowerState"))
+	}
+	var ips wsman.Instance
+	var fault *wsman.Fault
+	switch err := c.Get(r.Context(), "IPS_PowerManagementService", &ips); {
+	case errors.As(err, &fault):
+	case err != nil:
+		return obj, s.deviceError(w, u, err)
+	default:
+		if n, err := strconv.Atoi(ips.Value("OSPowerSavingState")); err == nil {
+			out["OSPowerSavingState"] = n
+		}
+	}
+	return obj, writeJSON(w, http.StatusOK, out)
 }
 
-// powerActions are the DMTF power states RequestPowerStateChange takes
-// (spec/redirection.md §7.2: 2 on, 3 light sleep, 4 deep sleep, 5 power
-// cycle, 6 off-hard, 7 hibernate, 8 off-soft, 9 cycle off-hard, 10 master
-// bus reset, 11 NMI, 12 off-soft graceful, 13 off-hard graceful, 14 master
-// bus reset graceful, 15 power cycle off-soft graceful, 16 power cycle
-// off-hard graceful, 17 diagnostic interrupt INIT). MPS's 500/501 (OS
-// power saving through IPS_PowerManagementService) are not here yet.
-func validPowerAction(n int) bool { return n >= 2 && n <= 17 }
+// validPowerAction: the DMTF power states MPS passes to
+// RequestPowerStateChange (its DMTFPowerStates: 2 on, 3 light sleep, 4 deep
+// sleep, 5 power cycle, 6 off-hard, 7 hibernate, 8 off-soft, 10 master bus
+// reset, 11 NMI, 12 off-soft graceful, 13 off-hard graceful, 14 master bus
+// reset graceful, 15/16 graceful power cycles, 17 diagnostic interrupt;
+// not 9). MPS's 100+ (boot options, spec/redirection.md §7.2 bootOptions)
+// and 500/501 (OS power saving) are not here yet: refused with 400.
+func validPowerAction(n int) bool { return n >= 2 && n <= 17 && n != 9 }
 
 // returnValueStr names CIM_PowerManagementService.RequestPowerStateChange's
 // return codes (DMTF CIM_PowerManagementService: 0 completed, 1 not
 // supported, 2 unknown, 3 timeout, 4 failed, 5 invalid parameter, 6 in use).
-// MPS runs every code through its AMT status table, where 0 is "SUCCESS" too.
+// MPS runs the code through its AMT PT_STATUS table instead, which agrees
+// on 0 ("SUCCESS") and misnames the others (1 INTERNAL_ERROR, ...);
+// clients test ReturnValue.
 var returnValueStr = map[int]string{0: "SUCCESS", 1: "NOT_SUPPORTED", 2: "UNKNOWN_ERROR", 3: "TIMEOUT",
 	4: "FAILED", 5: "INVALID_PARAMETER", 6: "IN_USE"}
 
@@ -127,11 +147,11 @@ func (s *Service) powerAction(w http.ResponseWriter, r *http.Request) (string, i
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || req.Action == nil {
-		return "amt", writeError(w, http.StatusBadRequest, `want a JSON body {"action": N} with N a DMTF power state from 2 to 17`)
+		return "amt", writeError(w, http.StatusBadRequest, `want a JSON body {"action": N} with N a DMTF power state (2-8, 10-17)`)
 	}
 	if !validPowerAction(*req.Action) {
 		return "amt", writeError(w, http.StatusBadRequest, "action "+strconv.Itoa(*req.Action)+
-			" is not a power state amtd sends: use 2 (on), 5 (power cycle), 8 (off-soft), 10 (reset), ... up to 17")
+			" is not a power state amtd sends: use 2 (on), 5 (power cycle), 8 (off-soft), 10 (reset), ... (2-8, 10-17); boot options (100+) and OS power saving (500, 501) are not supported yet")
 	}
 	c, done, u, obj, st, ok := s.deviceClient(w, r)
 	if !ok {
@@ -163,11 +183,12 @@ func (s *Service) powerAction(w http.ResponseWriter, r *http.Request) (string, i
 
 // amtVersion is GET /api/v1/amt/version/{guid}: every CIM_SoftwareIdentity
 // instance and AMT_SetupAndConfigurationService, as MPS's getVersion
-// returns them ({"CIM_SoftwareIdentity": {"responses": [...], "status":
-// 200}, "AMT_SetupAndConfigurationService": {"response": {...}, "status":
-// 200}}; spec/redirection.md §7.2; the wrapper's keys are from MPS's source
-// as remembered, unverified against a live MPS). Properties are strings, a
-// repeated one a list, as MPS's XML-to-JSON leaves them.
+// returns them (spec/redirection.md §7.2): {"CIM_SoftwareIdentity":
+// {"responses": [...], "status": 200}, "AMT_SetupAndConfigurationService":
+// {"response": {...}, "responses": {"Body": {...}}, "status": 200}}. MPS
+// also puts the WS-Man Header beside that Body; amtd does not. Properties
+// are strings, a repeated one a list (whether MPS's XML parser sends
+// numbers as JSON numbers is unverified).
 func (s *Service) amtVersion(w http.ResponseWriter, r *http.Request) (string, int) {
 	c, done, u, obj, st, ok := s.deviceClient(w, r)
 	if !ok {
@@ -191,13 +212,18 @@ func (s *Service) amtVersion(w http.ResponseWriter, r *http.Request) (string, in
 		Status    int              `json:"status"`
 	}
 	type one struct {
-		Response map[string]any `json:"response"`
-		Status   int            `json:"status"`
+		Response  map[string]any `json:"response"`
+		Responses struct {
+			Body map[string]any `json:"Body"`
+		} `json:"responses"`
+		Status int `json:"status"`
 	}
+	setup := one{Response: instanceJSON(&sc), Status: 200}
+	setup.Responses.Body = setup.Response
 	return obj, writeJSON(w, http.StatusOK, struct {
 		Software list `json:"CIM_SoftwareIdentity"`
 		Setup    one  `json:"AMT_SetupAndConfigurationService"`
-	}{list{sw, 200}, one{instanceJSON(&sc), 200}})
+	}{list{sw, 200}, setup})
 }
 
 // instanceJSON turns a WS-Man instance into the object MPS sends: each

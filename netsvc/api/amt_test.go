@@ -92,7 +92,7 @@ func (ce *ciraEnv) addDevice(uuid string) { addSimDevice(ce.t, ce.st, uuid) }
 // its link forwards WS-Man.
 func (ce *ciraEnv) device(t *testing.T, uuid string) *amtsim.Device {
 	t.Helper()
-	d := startSimDevice(t, ce.st, ce.ciraAddr, uuid)
+	d := startSimDevice(t, ce.st, ce.ciraAddr, uuid, nil)
 	waitUntil(t, "the device's CIRA link", func() bool { return ce.cira.ConnectedDevices() == 1 })
 	return d
 }
@@ -119,7 +119,7 @@ func addSimDevice(t testing.TB, st *store.Store, uuid string) {
 // configured for CIRA to ciraAddr (spec/activation.md §9 step 4), and
 // waits until the store shows its link forwarding 16992 (the CIRA service
 // writes links every few seconds).
-func startSimDevice(t *testing.T, st *store.Store, ciraAddr, uuid string) *amtsim.Device {
+func startSimDevice(t *testing.T, st *store.Store, ciraAddr, uuid string, faults *amtsim.Faults) *amtsim.Device {
 	t.Helper()
 	u, err := guid.Parse(uuid)
 	if err != nil {
@@ -130,7 +130,7 @@ func startSimDevice(t *testing.T, st *store.Store, ciraAddr, uuid string) *amtsi
 		t.Fatal(err)
 	}
 	d, err := amtsim.New(amtsim.Config{UUID: u, Version: v, Net: amtsim.NetIdentity{Suffix: "corp.example.com"},
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), Faults: faults})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,8 +185,8 @@ func (ce *ciraEnv) powerState(tok, uuid string) int {
 		ce.t.Fatalf("power state body %s: %v", b, err)
 	}
 	n, ok := got["powerstate"]
-	if !ok {
-		ce.t.Fatalf("power state body %s has no powerstate", b)
+	if _, os := got["OSPowerSavingState"]; !ok || !os {
+		ce.t.Fatalf("power state body %s: want powerstate and OSPowerSavingState", b)
 	}
 	return n
 }
@@ -249,7 +249,7 @@ func TestAMTOverCIRA(t *testing.T) {
 		t.Fatalf("viewer power action: %d %s, device %d", st, b, d.PowerState())
 	}
 	// Bad actions are refused before the device is asked.
-	for _, body := range []string{`{"action": 1}`, `{"action": 500}`, `{}`, `{"action": "8"}`, `not json`, `{"action": 8, "x": 1}`} {
+	for _, body := range []string{`{"action": 1}`, `{"action": 9}`, `{"action": 18}`, `{"action": 500}`, `{}`, `{"action": "8"}`, `not json`, `{"action": 8, "x": 1}`} {
 		if st, b := call("POST", "/api/v1/amt/power/action/"+simUUID, operator, body); st != 400 || d.PowerState() != 2 {
 			t.Fatalf("action body %s: %d %s, device %d", body, st, b, d.PowerState())
 		}
@@ -266,8 +266,11 @@ func TestAMTOverCIRA(t *testing.T) {
 			Status    int              `json:"status"`
 		} `json:"CIM_SoftwareIdentity"`
 		Setup struct {
-			Response map[string]any `json:"response"`
-			Status   int            `json:"status"`
+			Response  map[string]any `json:"response"`
+			Responses struct {
+				Body map[string]any
+			} `json:"responses"`
+			Status int `json:"status"`
 		} `json:"AMT_SetupAndConfigurationService"`
 	}
 	if err := json.Unmarshal([]byte(b), &ver); err != nil {
@@ -282,7 +285,7 @@ func TestAMTOverCIRA(t *testing.T) {
 	if !strings.HasPrefix(amtVer, "16.") || ver.SW.Status != 200 {
 		t.Fatalf("version: AMT entry %q, want the device's 16.x, in %s", amtVer, b)
 	}
-	if ver.Setup.Status != 200 || ver.Setup.Response["ProvisioningState"] != "2" {
+	if ver.Setup.Status != 200 || ver.Setup.Response["ProvisioningState"] != "2" || ver.Setup.Responses.Body["ProvisioningState"] != "2" {
 		t.Fatalf("version: AMT_SetupAndConfigurationService %v, want ProvisioningState 2 (post)", ver.Setup.Response)
 	}
 
@@ -343,6 +346,24 @@ func TestAMTOverCIRA(t *testing.T) {
 				t.Errorf("a password appears in the %s", what)
 			}
 		}
+	}
+}
+
+// TestAMTPowerActionRefusedByDevice: a device that answers
+// RequestPowerStateChange with a non-zero ReturnValue gives 200 with that
+// code, as MPS, and its power state is unchanged.
+func TestAMTPowerActionRefusedByDevice(t *testing.T) {
+	ce := newCIRAEnv(t)
+	ce.addDevice(simUUID)
+	startSimDevice(t, ce.st, ce.ciraAddr, simUUID, &amtsim.Faults{FailMethod: "RequestPowerStateChange", FailCode: 6})
+	waitUntil(t, "the device's CIRA link", func() bool { return ce.cira.ConnectedDevices() == 1 })
+	op := ce.key(store.RoleOperator, "op")
+	st, b := ce.do("POST", "/api/v1/amt/power/action/"+simUUID, bearer(op), strings.NewReader(`{"action": 8}`))
+	if st != 200 || !strings.Contains(string(b), `"ReturnValue":6`) || !strings.Contains(string(b), `"ReturnValueStr":"IN_USE"`) {
+		t.Fatalf("power action the device refuses: %d %s", st, b)
+	}
+	if n := ce.powerState(ce.key(store.RoleViewer, "v"), simUUID); n != 2 {
+		t.Fatalf("powerstate %d after a refused action, want 2", n)
 	}
 }
 

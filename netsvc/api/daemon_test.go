@@ -193,7 +193,7 @@ Listen=127.0.0.1:0
 				}
 				ciraAddr := ln.Addr().String()
 				ln.Close()
-				api.StartSimDevice(t, st, ciraAddr, api.SimUUID)
+				api.StartSimDevice(t, st, ciraAddr, api.SimUUID, nil)
 			}
 
 			ca, err := pki.Load(ctx, st)
