@@ -47,14 +47,15 @@ deb:
 # The appliance image of one site (packaging/image/build.sh --help): as root,
 #   make image DOMAIN=site.example.com [ADDRESS=192.168.100.2/24] [ROUTER=...]
 #     [RANGE=START-END] [INTERFACE=...] [PFX=site.pfx PFX_PASSWORD_FILE=file]
-#     [ROOT_PASSWORD_FILE=file]
+#     [ROOT_PASSWORD_FILE=file] [DISK=1: also the bootable UEFI disk .img]
 image:
-	@if [ -z "$(DOMAIN)" ]; then echo "usage: make image DOMAIN=site.example.com [ADDRESS=A/N] [ROUTER=R] [RANGE=S-E] [INTERFACE=IF] [PFX=FILE PFX_PASSWORD_FILE=FILE] [ROOT_PASSWORD_FILE=FILE]" >&2; exit 2; fi
+	@if [ -z "$(DOMAIN)" ]; then echo "usage: make image DOMAIN=site.example.com [ADDRESS=A/N] [ROUTER=R] [RANGE=S-E] [INTERFACE=IF] [PFX=FILE PFX_PASSWORD_FILE=FILE] [ROOT_PASSWORD_FILE=FILE] [DISK=1]" >&2; exit 2; fi
 	packaging/image/build.sh --domain '$(DOMAIN)' --out dist \
 	  $(if $(ADDRESS),--address '$(ADDRESS)') $(if $(ROUTER),--router '$(ROUTER)') \
 	  $(if $(RANGE),--range '$(RANGE)') $(if $(INTERFACE),--interface '$(INTERFACE)') \
 	  $(if $(PFX),--pfx '$(PFX)' --pfx-password-file '$(PFX_PASSWORD_FILE)') \
-	  $(if $(ROOT_PASSWORD_FILE),--root-password-file '$(ROOT_PASSWORD_FILE)')
+	  $(if $(ROOT_PASSWORD_FILE),--root-password-file '$(ROOT_PASSWORD_FILE)') \
+	  $(if $(DISK),--disk)
 
 clean:
 	rm -rf bin dist

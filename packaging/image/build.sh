@@ -36,6 +36,14 @@
 #                    has a random salt: such images differ between builds
 #   --no-squashfs    make the tarball only (the squashfs takes a minute or
 #                    more on two cores)
+#   --disk           also make amtd-image-DOMAIN.img, a bootable UEFI disk:
+#                    GPT with an EFI system partition (systemd-boot, the
+#                    kernel and initrd of linux-image-amd64, installed in the
+#                    root for it) and the ext4 root, console on ttyS0. Write
+#                    it to the box's disk (dd) or boot it under qemu with
+#                    OVMF; the root partition is as large as the tree plus
+#                    --disk-free MiB (default 1024)
+#   --disk-free MIB  free space left on the root partition
 #
 # The master key of the credential store is never made here: the .deb is
 # unpacked, not configured, and amtd-firstboot.service configures it on the
@@ -44,7 +52,11 @@
 #
 # The build is reproducible where that is cheap: SOURCE_DATE_EPOCH (default:
 # the last commit's time) stands in for every timestamp, and the same base
-# (same mirror snapshot) and .deb give the same tarball.
+# (same mirror snapshot) and .deb give the same tarball. The disk's partition,
+# file system and volume IDs come from the domain and SOURCE_DATE_EPOCH and
+# its files are dated SOURCE_DATE_EPOCH, but two .img files still differ in
+# a few bytes: mkfs.ext4 -d (e2fsprogs 1.47.0) copies the tree's change
+# times, and mtools dates the ESP's "." and ".." entries with the clock.
 #
 # Trying an image (as root; nspawn needs --system-call-filter=@memlock, as
 # amtd mlocks the store's key, and --register=no where PID 1 is not systemd):
@@ -62,15 +74,21 @@
 # amtd.service active in about 15 s (the first-boot unit 7 s of it: dpkg
 # --configure, the key, the store), a reboot in about as long (networkd's
 # wait-online is most of it). tests/image prints these figures.
+# --disk adds about 15 s, and the first mmdebstrap with the kernel takes 3.5
+# min; the disk boots under qemu with OVMF, software-emulated (no KVM), to
+# the console summary with amtd.service active in about 50 s.
 #
 # Needs: root, mmdebstrap, dpkg, tar; mksquashfs (squashfs-tools) for the
-# squashfs; go and dpkg-dev to build the .deb.
+# squashfs; go and dpkg-dev to build the .deb; for --disk mkfs.vfat
+# (dosfstools), mtools, mkfs.ext4 (e2fsprogs), sfdisk (fdisk) and
+# systemd-boot's EFI binary (systemd-boot-efi). No loop device or mount is
+# used: each file system is made in a file and copied into the disk.
 set -euo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 here=$top/packaging/image
 out=$top/dist
-domain= address=192.168.100.2/24 router= range= iface= pfx= pfxpass= deb= cache= mirror= squashfs=yes rootpw=
+domain= address=192.168.100.2/24 router= range= iface= pfx= pfxpass= deb= cache= mirror= squashfs=yes rootpw= disk=no diskfree=1024
 
 while (($#)); do
 	case $1 in
@@ -86,6 +104,8 @@ while (($#)); do
 	--cache) cache=$2; shift 2 ;;
 	--mirror) mirror=$2; shift 2 ;;
 	--no-squashfs) squashfs=no; shift ;;
+	--disk) disk=yes; shift ;;
+	--disk-free) diskfree=$2; shift 2 ;;
 	--root-password-file) rootpw=$2; shift 2 ;;
 	-h | --help) sed -n '2,/^set -e/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -140,6 +160,15 @@ s=$(ip2int "${BASH_REMATCH[1]}") && e=$(ip2int "${BASH_REMATCH[2]}") && inside "
 if [ -n "$rootpw" ]; then
 	[ -f "$rootpw" ] || die "--root-password-file $rootpw: no such file"
 	command -v openssl >/dev/null || die "openssl not found: it hashes the root password"
+fi
+
+[[ $diskfree =~ ^[0-9]{1,7}$ ]] || die "--disk-free $diskfree is not a size in MiB"
+sdboot=/usr/lib/systemd/boot/efi/systemd-bootx64.efi
+if [ $disk = yes ]; then
+	for tool in mkfs.vfat mmd mcopy mkfs.ext4 sfdisk; do
+		command -v "$tool" >/dev/null || die "$tool not found: --disk needs dosfstools, mtools, e2fsprogs and fdisk"
+	done
+	[ -f "$sdboot" ] || die "$sdboot not found: --disk needs systemd-boot's EFI binary (apt-get install systemd-boot-efi)"
 fi
 
 [ "$(id -u)" -eq 0 ] || die "building the image needs root (it unpacks a Debian system with its owners)"
@@ -199,6 +228,9 @@ if [ -z "$mirror" ]; then
 	done
 fi
 packages=systemd,systemd-sysv,dbus,adduser,iproute2,libc6
+# A disk boots its own kernel: Debian's, with an initramfs (ext4 and the disk
+# drivers are modules).
+[ $disk = no ] || packages+=,linux-image-amd64,initramfs-tools
 base_args=(--variant=apt --include="$packages" --mode=root --format=tar bookworm)
 key=$({ printf '%s\n' "${base_args[@]}" "$(mmdebstrap --version)"; if [ -f "$mirror" ]; then cat "$mirror"; else echo "$mirror"; fi; } |
 	sha256sum | cut -c1-16)
@@ -301,5 +333,62 @@ if [ $squashfs = yes ] && command -v mksquashfs >/dev/null; then
 	# mksquashfs dates the image and every file SOURCE_DATE_EPOCH itself.
 	mksquashfs "$root" "$img.squashfs" -quiet -no-progress -comp zstd >/dev/null
 	echo "$img.squashfs"
+fi
+if [ $disk = yes ]; then
+	# The bootable disk, made without a loop device or a mount: the ESP
+	# (FAT32) and the root (ext4 from the tree) are each made in a file,
+	# then copied into a file laid out with sfdisk. Its IDs are derived from
+	# the domain and SOURCE_DATE_EPOCH, so the same inputs give the same
+	# IDs.
+	rm -f "$img.img" "$img.img.part"
+	hexid() { printf '%s' "amtd-image $domain $SOURCE_DATE_EPOCH $1" | sha256sum | cut -c1-32; }
+	uuid() { local h; h=$(hexid "$1"); echo "${h:0:8}-${h:8:4}-4${h:13:3}-a${h:17:3}-${h:20:12}"; }
+	diskid=$(uuid disk) espid=$(uuid esp) rootid=$(uuid root) fsid=$(uuid rootfs) volid=$(hexid volume | cut -c1-8)
+	kernel=$(find "$root/boot" -maxdepth 1 -name 'vmlinuz-*' | sort -V | tail -n1)
+	initrd=$root/boot/initrd.img-${kernel##*/vmlinuz-}
+	[ -f "$kernel" ] && [ -f "$initrd" ] || die "no kernel and initrd in the root's /boot (linux-image-amd64 did not install)"
+	esp=$work/esp.img rootfs=$work/root.img
+	mkdir -p "$work/esp/EFI/BOOT" "$work/esp/loader/entries"
+	cp "$sdboot" "$work/esp/EFI/BOOT/BOOTX64.EFI"
+	cp "$kernel" "$work/esp/vmlinuz"
+	cp "$initrd" "$work/esp/initrd.img"
+	printf 'default amtd.conf\ntimeout 0\n' >"$work/esp/loader/loader.conf"
+	# console=ttyS0 last: the kernel's and systemd's /dev/console is the
+	# serial port, where the summary is printed; tty0 shows the kernel's
+	# messages on a screen too.
+	cat >"$work/esp/loader/entries/amtd.conf" <<-EOF
+		title amtd appliance for $domain
+		linux /vmlinuz
+		initrd /initrd.img
+		options root=PARTUUID=$rootid rw console=tty0 console=ttyS0,115200 quiet
+	EOF
+	find "$work/esp" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+	# The ESP: its contents and room to spare, 64 MiB at least (FAT32).
+	espmib=$(( ($(du -sm --apparent-size "$work/esp" | cut -f1) * 5 / 4 + 16 + 63) / 64 * 64 ))
+	mkfs.vfat -C -F 32 -n ESP -i "$volid" "$esp" $((espmib * 1024)) >/dev/null
+	MTOOLS_SKIP_CHECK=1 mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/loader ::/loader/entries
+	(cd "$work/esp" && find . -type f | sort | while read -r f; do
+		MTOOLS_SKIP_CHECK=1 mcopy -m -i "$esp" "$f" "::/${f#./}"
+	done)
+	# The root: the tree with every time clamped to SOURCE_DATE_EPOCH, and
+	# --disk-free MiB to spare.
+	find "$root" -newermt "@$SOURCE_DATE_EPOCH" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+	rootmib=$(( ($(du -sm --apparent-size "$root" | cut -f1) * 6 / 5 + diskfree + 63) / 64 * 64 ))
+	E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -F -L amtd-root -U "$fsid" \
+		-E "root_owner=0:0,hash_seed=$fsid,lazy_itable_init=0" -d "$root" "$rootfs" "${rootmib}M" >/dev/null ||
+		die "mkfs.ext4 of the root failed"
+	# GPT: 1 MiB before the first partition, the backup table after the last.
+	truncate -s $(( (1 + espmib + rootmib + 1) * 1024 * 1024 )) "$img.img.part"
+	sfdisk --quiet --no-reread --no-tell-kernel "$img.img.part" <<-EOF || die "sfdisk failed"
+		label: gpt
+		label-id: $diskid
+		unit: sectors
+		start=2048, size=$((espmib * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$espid, name="ESP"
+		start=$(( (1 + espmib) * 2048 )), size=$((rootmib * 2048)), type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$rootid, name="amtd-root"
+	EOF
+	dd if="$esp" of="$img.img.part" bs=1M seek=1 conv=notrunc,sparse status=none
+	dd if="$rootfs" of="$img.img.part" bs=1M seek=$((1 + espmib)) conv=notrunc,sparse status=none
+	mv "$img.img.part" "$img.img"
+	echo "$img.img"
 fi
 echo "image: built in $((SECONDS - t0)) s (.deb $((tdeb - t0)) s, Debian base $((tbase - tdeb)) s, the rest $((SECONDS - tbase)) s)" >&2

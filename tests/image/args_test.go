@@ -42,6 +42,7 @@ func TestBuildRejectsBadSite(t *testing.T) {
 		{"bad interface", []string{"--domain", "s.example.com", "--interface", "eth0; rm -rf /"}, "is not an interface name"},
 		{"pfx without password", []string{"--domain", "s.example.com", "--pfx", pfx}, "--pfx needs --pfx-password-file"},
 		{"missing pfx", []string{"--domain", "s.example.com", "--pfx", filepath.Join(dir, "none.pfx")}, "no such file"},
+		{"disk free not a size", []string{"--domain", "s.example.com", "--disk", "--disk-free", "1G"}, "--disk-free 1G is not a size in MiB"},
 		{"unknown option", []string{"--domian", "s.example.com"}, "unknown argument --domian"},
 	}
 	for _, tt := range tests {
