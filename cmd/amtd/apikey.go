@@ -62,30 +62,26 @@ func apikeyCreate(c *cli, args []string) int {
 		fmt.Fprintln(c.stderr, "amtd apikey create: --name: use up to 64 printable characters")
 		return exitUsage
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	if n != "" {
-		if live, _, err := findKeys(ctx, s, n); err != nil {
-			fmt.Fprintf(c.stderr, "amtd apikey create: %v\n", err)
-			return closeStore(c, s, exitFailure)
-		} else if len(live) > 0 {
-			fmt.Fprintf(c.stderr, "amtd apikey create: a live key is already named %s (id %s); revoke it first or choose another name\n", n, live[0].ID)
-			return closeStore(c, s, exitFailure)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		if n != "" {
+			if live, _, err := findKeys(ctx, s, n); err != nil {
+				fmt.Fprintf(c.stderr, "amtd apikey create: %v\n", err)
+				return exitFailure
+			} else if len(live) > 0 {
+				fmt.Fprintf(c.stderr, "amtd apikey create: a live key is already named %s (id %s); revoke it first or choose another name\n", n, live[0].ID)
+				return exitFailure
+			}
 		}
-	}
-	tok, k, err := s.APIKeys().Create(ctx, n, r, c.actor(), *reason)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd apikey create: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	defer tok.Wipe()
-	fmt.Fprintf(c.stderr, "created API key %s (%s): the token follows, shown this once\n", displayName(k), k.Role)
-	fmt.Fprintln(c.stdout, tok.RevealString())
-	return closeStore(c, s, exitOK)
+		tok, k, err := s.APIKeys().Create(ctx, n, r, c.actor(), *reason)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd apikey create: %v\n", err)
+			return exitFailure
+		}
+		defer tok.Wipe()
+		fmt.Fprintf(c.stderr, "created API key %s (%s): the token follows, shown this once\n", displayName(k), k.Role)
+		fmt.Fprintln(c.stdout, tok.RevealString())
+		return exitOK
+	})
 }
 
 func displayName(k store.APIKey) string {
@@ -100,38 +96,34 @@ func apikeyList(c *cli, args []string) int {
 	if _, code := f.parse(c, args, 0); code >= 0 {
 		return code
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	ks, err := s.APIKeys().List(ctx)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd apikey list: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	if len(ks) == 0 {
-		fmt.Fprintln(c.stdout, "no API keys: make one with 'amtd apikey create --role viewer|operator|admin --name N'")
-		return closeStore(c, s, exitOK)
-	}
-	when := func(t time.Time) string {
-		if t.IsZero() {
-			return "-"
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		ks, err := s.APIKeys().List(ctx)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd apikey list: %v\n", err)
+			return exitFailure
 		}
-		return t.Local().Format("2006-01-02 15:04")
-	}
-	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tNAME\tROLE\tTOKEN\tCREATED\tLAST USED\tREVOKED")
-	for _, k := range ks {
-		n := k.Name
-		if n == "" {
-			n = "-"
+		if len(ks) == 0 {
+			fmt.Fprintln(c.stdout, "no API keys: make one with 'amtd apikey create --role viewer|operator|admin --name N'")
+			return exitOK
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\tamtd_%s_…\t%s\t%s\t%s\n", k.ID, n, k.Role, k.Prefix, when(k.Created), when(k.LastUsed), when(k.Revoked))
-	}
-	_ = w.Flush()
-	return closeStore(c, s, exitOK)
+		when := func(t time.Time) string {
+			if t.IsZero() {
+				return "-"
+			}
+			return t.Local().Format("2006-01-02 15:04")
+		}
+		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "ID\tNAME\tROLE\tTOKEN\tCREATED\tLAST USED\tREVOKED")
+		for _, k := range ks {
+			n := k.Name
+			if n == "" {
+				n = "-"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\tamtd_%s_…\t%s\t%s\t%s\n", k.ID, n, k.Role, k.Prefix, when(k.Created), when(k.LastUsed), when(k.Revoked))
+		}
+		_ = w.Flush()
+		return exitOK
+	})
 }
 
 // findKeys returns the live keys named, or with the id, nameOrID, and
@@ -161,35 +153,31 @@ func apikeyRevoke(c *cli, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	live, found, err := findKeys(ctx, s, pos[0])
-	switch {
-	case err != nil:
-		fmt.Fprintf(c.stderr, "amtd apikey revoke: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	case len(live) == 0 && found:
-		fmt.Fprintf(c.stderr, "amtd apikey revoke: key %s is already revoked\n", pos[0])
-		return closeStore(c, s, exitOK)
-	case len(live) == 0:
-		fmt.Fprintf(c.stderr, "amtd apikey revoke: no key named %s (amtd apikey list shows them)\n", pos[0])
-		return closeStore(c, s, exitFailure)
-	case len(live) > 1:
-		var ids []string
-		for _, k := range live {
-			ids = append(ids, k.ID)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		live, found, err := findKeys(ctx, s, pos[0])
+		switch {
+		case err != nil:
+			fmt.Fprintf(c.stderr, "amtd apikey revoke: %v\n", err)
+			return exitFailure
+		case len(live) == 0 && found:
+			fmt.Fprintf(c.stderr, "amtd apikey revoke: key %s is already revoked\n", pos[0])
+			return exitOK
+		case len(live) == 0:
+			fmt.Fprintf(c.stderr, "amtd apikey revoke: no key named %s (amtd apikey list shows them)\n", pos[0])
+			return exitFailure
+		case len(live) > 1:
+			var ids []string
+			for _, k := range live {
+				ids = append(ids, k.ID)
+			}
+			fmt.Fprintf(c.stderr, "amtd apikey revoke: %d live keys are named %s; revoke one by id: %s\n", len(live), pos[0], strings.Join(ids, ", "))
+			return exitFailure
 		}
-		fmt.Fprintf(c.stderr, "amtd apikey revoke: %d live keys are named %s; revoke one by id: %s\n", len(live), pos[0], strings.Join(ids, ", "))
-		return closeStore(c, s, exitFailure)
-	}
-	if err := s.APIKeys().Revoke(ctx, live[0].ID, c.actor(), *reason); err != nil {
-		fmt.Fprintf(c.stderr, "amtd apikey revoke: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	fmt.Fprintf(c.stdout, "revoked API key %s\n", displayName(live[0]))
-	return closeStore(c, s, exitOK)
+		if err := s.APIKeys().Revoke(ctx, live[0].ID, c.actor(), *reason); err != nil {
+			fmt.Fprintf(c.stderr, "amtd apikey revoke: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(c.stdout, "revoked API key %s\n", displayName(live[0]))
+		return exitOK
+	})
 }

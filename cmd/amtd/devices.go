@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -85,36 +86,32 @@ func devicesList(c *cli, args []string) int {
 	if _, code := f.parse(c, args, 0); code >= 0 {
 		return code
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	devs, err := s.Devices().List(ctx, store.DeviceQuery{Limit: *limit})
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd devices: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	if *asJSON {
-		if devs == nil {
-			devs = []store.Device{}
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		devs, err := s.Devices().List(ctx, store.DeviceQuery{Limit: *limit})
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd devices: %v\n", err)
+			return exitFailure
 		}
-		writeJSON(c, devs)
-		return closeStore(c, s, exitOK)
-	}
-	if len(devs) == 0 {
-		fmt.Fprintln(c.stdout, "no devices yet: they appear when they send a hello, take a lease, or connect")
-		return closeStore(c, s, exitOK)
-	}
-	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "UUID\tSTATE\tMODE\tVERSION\tCIRA\tADDRESS\tLAST ERROR")
-	for _, d := range devs {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.UUID, orDash(d.ProvisioningState), modeName(d.ControlMode),
-			orDash(d.AMTVersion), ciraText(d), addrText(d), orDash(cell(d.LastError, 60)))
-	}
-	_ = w.Flush()
-	return closeStore(c, s, exitOK)
+		if *asJSON {
+			if devs == nil {
+				devs = []store.Device{}
+			}
+			writeJSON(c, devs)
+			return exitOK
+		}
+		if len(devs) == 0 {
+			fmt.Fprintln(c.stdout, "no devices yet: they appear when they send a hello, take a lease, or connect")
+			return exitOK
+		}
+		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "UUID\tSTATE\tMODE\tVERSION\tCIRA\tADDRESS\tLAST ERROR")
+		for _, d := range devs {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.UUID, orDash(d.ProvisioningState), modeName(d.ControlMode),
+				orDash(d.AMTVersion), ciraText(d), addrText(d), orDash(cell(d.LastError, 60)))
+		}
+		_ = w.Flush()
+		return exitOK
+	})
 }
 
 // cell shortens an error for a table cell; `show` prints it whole.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -108,33 +109,29 @@ func dnsTSIGAdd(c *cli, args []string) int {
 		}
 	}
 	defer v.Wipe()
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	verb := "stored"
-	switch kind, err := s.Keys().Kind(ctx, name); {
-	case err == nil && kind != store.KeyTSIG:
-		fmt.Fprintf(c.stderr, "amtd dns tsig add: the store already has a %s key called %s; choose another name\n", kind, name)
-		return closeStore(c, s, exitFailure)
-	case err == nil:
-		verb = "replaced"
-	case !errors.Is(err, store.ErrNotFound):
-		fmt.Fprintf(c.stderr, "amtd dns tsig add: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	if err := s.Keys().Put(ctx, name, store.KeyTSIG, v, c.actor(), *reason); err != nil {
-		fmt.Fprintf(c.stderr, "amtd dns tsig add: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	fmt.Fprintf(c.stdout, "%s TSIG key %s (%d bytes, sealed); name it in [DNS] UpdateKey= or [DNSRegistrar] Key= and reload amtd\n", verb, name, v.Len())
-	if *generate {
-		fmt.Fprintf(c.stdout, "\nGive this key clause to the site's DNS administrator (it is shown only now):\n\n"+
-			"key \"%s\" {\n\talgorithm hmac-sha256;\n\tsecret \"%s\";\n};\n", name, base64.StdEncoding.EncodeToString(v.Reveal()))
-	}
-	return closeStore(c, s, exitOK)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		verb := "stored"
+		switch kind, err := s.Keys().Kind(ctx, name); {
+		case err == nil && kind != store.KeyTSIG:
+			fmt.Fprintf(c.stderr, "amtd dns tsig add: the store already has a %s key called %s; choose another name\n", kind, name)
+			return exitFailure
+		case err == nil:
+			verb = "replaced"
+		case !errors.Is(err, store.ErrNotFound):
+			fmt.Fprintf(c.stderr, "amtd dns tsig add: %v\n", err)
+			return exitFailure
+		}
+		if err := s.Keys().Put(ctx, name, store.KeyTSIG, v, c.actor(), *reason); err != nil {
+			fmt.Fprintf(c.stderr, "amtd dns tsig add: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(c.stdout, "%s TSIG key %s (%d bytes, sealed); name it in [DNS] UpdateKey= or [DNSRegistrar] Key= and reload amtd\n", verb, name, v.Len())
+		if *generate {
+			fmt.Fprintf(c.stdout, "\nGive this key clause to the site's DNS administrator (it is shown only now):\n\n"+
+				"key \"%s\" {\n\talgorithm hmac-sha256;\n\tsecret \"%s\";\n};\n", name, base64.StdEncoding.EncodeToString(v.Reveal()))
+		}
+		return exitOK
+	})
 }
 
 func readSecretFile(c *cli, path string) ([]byte, error) {
@@ -165,26 +162,22 @@ func dnsTSIGList(c *cli, args []string) int {
 	if _, code := f.parse(c, args, 0); code >= 0 {
 		return code
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	keys, err := s.Keys().List(ctx, store.KeyTSIG)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd dns tsig list: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	if len(keys) == 0 {
-		fmt.Fprintln(c.stdout, "no TSIG keys; add one with 'amtd dns tsig add NAME --generate'")
-		return closeStore(c, s, exitOK)
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tCREATED\tUPDATED")
-	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Name, k.Created.UTC().Format(time.RFC3339), k.Updated.UTC().Format(time.RFC3339))
-	}
-	tw.Flush()
-	return closeStore(c, s, exitOK)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		keys, err := s.Keys().List(ctx, store.KeyTSIG)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd dns tsig list: %v\n", err)
+			return exitFailure
+		}
+		if len(keys) == 0 {
+			fmt.Fprintln(c.stdout, "no TSIG keys; add one with 'amtd dns tsig add NAME --generate'")
+			return exitOK
+		}
+		tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tCREATED\tUPDATED")
+		for _, k := range keys {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", k.Name, k.Created.UTC().Format(time.RFC3339), k.Updated.UTC().Format(time.RFC3339))
+		}
+		tw.Flush()
+		return exitOK
+	})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -194,87 +195,83 @@ func domainPut(c *cli, args []string, replace bool) int {
 		source, sourceFlag = "the self-signed certificate", "--self-signed"
 	}
 	// The store first: no password is asked for a change that cannot happen.
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	ds := s.Domains()
-	exists, err := ds.Exists(ctx, suffix)
-	switch {
-	case err != nil:
-		return closeStore(c, s, fail("%v", err))
-	case exists && !replace:
-		return closeStore(c, s, fail("%s is already in the store: renew its certificate with 'amtd domain replace-cert %s %s'", suffix, suffix, sourceFlag))
-	case !exists && replace:
-		return closeStore(c, s, fail("no domain %s in the store: add it with 'amtd domain add %s %s'", suffix, suffix, sourceFlag))
-	}
-	var (
-		pfx         []byte
-		pw          secret.Value
-		rootCreated bool
-	)
-	if *selfSigned {
-		pfx, pw, rootCreated, err = selfSignedPFX(ctx, s.Keys(), suffix, c.actor(), time.Now())
-	} else {
-		pfx, err = readPFX(*pfxPath)
-		if err == nil {
-			pw, err = readPassword(c, *pwFile)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		ds := s.Domains()
+		exists, err := ds.Exists(ctx, suffix)
+		switch {
+		case err != nil:
+			return fail("%v", err)
+		case exists && !replace:
+			return fail("%s is already in the store: renew its certificate with 'amtd domain replace-cert %s %s'", suffix, suffix, sourceFlag)
+		case !exists && replace:
+			return fail("no domain %s in the store: add it with 'amtd domain add %s %s'", suffix, suffix, sourceFlag)
 		}
-	}
-	defer func() { clear(pfx); pw.Wipe() }() // what they hold by now
-	if err != nil {
-		return closeStore(c, s, fail("%s: %v", suffix, err))
-	}
-	// A made certificate goes through the checks a bought one does: what is
-	// stored is known to open and to pass (spec/activation.md §12).
-	b, err := provcert.Load(pfx, pw.Reveal())
-	if err != nil {
-		return closeStore(c, s, fail("%s: %s: %v", suffix, source, err))
-	}
-	ps := b.Check(provcert.Policy{Suffix: suffix, Now: time.Now()})
-	for _, p := range ps.Warnings() {
-		if *selfSigned && p.Check == provcert.CheckRoot {
-			continue // expected: the hash is printed below with what to do
-		}
-		fmt.Fprintf(c.stderr, "warning: %s\n", p.Msg)
-	}
-	if errs := ps.Errors(); len(errs) > 0 {
-		for _, p := range errs {
-			fmt.Fprintf(c.stderr, "error: %s\n", p.Msg)
-		}
-		return closeStore(c, s, fail("%s: %s was not stored: %d problem(s) above", suffix, source, len(errs)))
-	}
-	meta := metaOf(b, ps)
-	if *selfSigned {
-		meta.RootKey = provRootKeyName(suffix)
-	}
-	metaJSON, err := json.Marshal(meta)
-	if err != nil {
-		return closeStore(c, s, fail("%v", err))
-	}
-	d := store.Domain{Suffix: suffix, PFX: secret.New(pfx), PFXPassword: pw, RootSHA256: b.RootSHA256(), LeafExpiry: b.Leaf.NotAfter, Metadata: metaJSON}
-	err = ds.Put(ctx, d, c.actor(), *reason)
-	d.PFX.Wipe()
-	if err != nil {
-		return closeStore(c, s, fail("%v", err))
-	}
-	verb := "added"
-	if replace {
-		verb = "replaced the certificate of"
-	}
-	if *asJSON {
-		writeJSON(c, domainJSON{Suffix: suffix, domainMeta: meta, DaysLeft: d.DaysLeft(time.Now())})
-	} else {
-		fmt.Fprintf(c.stdout, "%s domain %s\n", verb, suffix)
-		writeDomain(c.stdout, suffix, meta, time.Now())
+		var (
+			pfx         []byte
+			pw          secret.Value
+			rootCreated bool
+		)
 		if *selfSigned {
-			writeSelfSignedRoot(c.stdout, suffix, meta.RootSHA256, rootCreated)
+			pfx, pw, rootCreated, err = selfSignedPFX(ctx, s.Keys(), suffix, c.actor(), time.Now())
+		} else {
+			pfx, err = readPFX(*pfxPath)
+			if err == nil {
+				pw, err = readPassword(c, *pwFile)
+			}
 		}
-		fmt.Fprintln(c.stdout, "(a running amtd picks it up at the next hello)")
-	}
-	return closeStore(c, s, exitOK)
+		defer func() { clear(pfx); pw.Wipe() }() // what they hold by now
+		if err != nil {
+			return fail("%s: %v", suffix, err)
+		}
+		// A made certificate goes through the checks a bought one does: what is
+		// stored is known to open and to pass (spec/activation.md §12).
+		b, err := provcert.Load(pfx, pw.Reveal())
+		if err != nil {
+			return fail("%s: %s: %v", suffix, source, err)
+		}
+		ps := b.Check(provcert.Policy{Suffix: suffix, Now: time.Now()})
+		for _, p := range ps.Warnings() {
+			if *selfSigned && p.Check == provcert.CheckRoot {
+				continue // expected: the hash is printed below with what to do
+			}
+			fmt.Fprintf(c.stderr, "warning: %s\n", p.Msg)
+		}
+		if errs := ps.Errors(); len(errs) > 0 {
+			for _, p := range errs {
+				fmt.Fprintf(c.stderr, "error: %s\n", p.Msg)
+			}
+			return fail("%s: %s was not stored: %d problem(s) above", suffix, source, len(errs))
+		}
+		meta := metaOf(b, ps)
+		if *selfSigned {
+			meta.RootKey = provRootKeyName(suffix)
+		}
+		metaJSON, err := json.Marshal(meta)
+		if err != nil {
+			return fail("%v", err)
+		}
+		d := store.Domain{Suffix: suffix, PFX: secret.New(pfx), PFXPassword: pw, RootSHA256: b.RootSHA256(), LeafExpiry: b.Leaf.NotAfter, Metadata: metaJSON}
+		err = ds.Put(ctx, d, c.actor(), *reason)
+		d.PFX.Wipe()
+		if err != nil {
+			return fail("%v", err)
+		}
+		verb := "added"
+		if replace {
+			verb = "replaced the certificate of"
+		}
+		if *asJSON {
+			writeJSON(c, domainJSON{Suffix: suffix, domainMeta: meta, DaysLeft: d.DaysLeft(time.Now())})
+		} else {
+			fmt.Fprintf(c.stdout, "%s domain %s\n", verb, suffix)
+			writeDomain(c.stdout, suffix, meta, time.Now())
+			if *selfSigned {
+				writeSelfSignedRoot(c.stdout, suffix, meta.RootSHA256, rootCreated)
+			}
+			fmt.Fprintln(c.stdout, "(a running amtd picks it up at the next hello)")
+		}
+		return exitOK
+	})
 }
 
 // domainJSON is a domain as list and show --json print it.
@@ -330,37 +327,33 @@ func domainList(c *cli, args []string) int {
 	if _, code := f.parse(c, args, 0); code >= 0 {
 		return code
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	list, err := s.Domains().List(ctx)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd domain list: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	now := time.Now()
-	out := []domainJSON{}
-	for _, d := range list {
-		out = append(out, domainJSONOf(d, now))
-	}
-	if *asJSON {
-		writeJSON(c, out)
-		return closeStore(c, s, exitOK)
-	}
-	if len(out) == 0 {
-		fmt.Fprintln(c.stdout, "no domains; add one with 'amtd domain add SUFFIX --pfx FILE'")
-		return closeStore(c, s, exitOK)
-	}
-	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SUFFIX\tLEAF CN\tEXPIRES\tROOT")
-	for _, d := range out {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.Suffix, orDash(d.LeafCN), expiryText(d.NotAfter, now), d.DefaultRoot)
-	}
-	_ = w.Flush()
-	return closeStore(c, s, exitOK)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		list, err := s.Domains().List(ctx)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd domain list: %v\n", err)
+			return exitFailure
+		}
+		now := time.Now()
+		out := []domainJSON{}
+		for _, d := range list {
+			out = append(out, domainJSONOf(d, now))
+		}
+		if *asJSON {
+			writeJSON(c, out)
+			return exitOK
+		}
+		if len(out) == 0 {
+			fmt.Fprintln(c.stdout, "no domains; add one with 'amtd domain add SUFFIX --pfx FILE'")
+			return exitOK
+		}
+		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "SUFFIX\tLEAF CN\tEXPIRES\tROOT")
+		for _, d := range out {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", d.Suffix, orDash(d.LeafCN), expiryText(d.NotAfter, now), d.DefaultRoot)
+		}
+		_ = w.Flush()
+		return exitOK
+	})
 }
 
 func domainJSONOf(d store.Domain, now time.Time) domainJSON {

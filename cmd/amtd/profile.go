@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -124,35 +125,31 @@ func profileAdd(c *cli, args []string) int {
 	}
 	sj, _ := json.Marshal(settings)
 	rj, _ := json.Marshal(rules)
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	if *def {
-		others, err := s.Profiles().List(ctx)
-		if err != nil {
-			fmt.Fprintf(c.stderr, "amtd profile add: %v\n", err)
-			return closeStore(c, s, exitFailure)
-		}
-		for _, o := range others {
-			if _, m, err := provision.ParseProfile(o); err == nil && m.Default && o.Name != name {
-				fmt.Fprintf(c.stderr, "amtd profile add: profile %s is already the default; remove --default from it first (amtd profile add %s ... without --default)\n", o.Name, o.Name)
-				return closeStore(c, s, exitFailure)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		if *def {
+			others, err := s.Profiles().List(ctx)
+			if err != nil {
+				fmt.Fprintf(c.stderr, "amtd profile add: %v\n", err)
+				return exitFailure
+			}
+			for _, o := range others {
+				if _, m, err := provision.ParseProfile(o); err == nil && m.Default && o.Name != name {
+					fmt.Fprintf(c.stderr, "amtd profile add: profile %s is already the default; remove --default from it first (amtd profile add %s ... without --default)\n", o.Name, o.Name)
+					return exitFailure
+				}
 			}
 		}
-	}
-	verb := "added"
-	if _, err := s.Profiles().Get(ctx, name); err == nil {
-		verb = "replaced"
-	}
-	if err := s.Profiles().Put(ctx, store.Profile{Name: name, Settings: sj, MatchRules: rj}, c.actor(), *reason); err != nil {
-		fmt.Fprintf(c.stderr, "amtd profile add: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	fmt.Fprintf(c.stdout, "%s profile %s: %s\n", verb, name, describeProfile(settings, rules))
-	return closeStore(c, s, exitOK)
+		verb := "added"
+		if _, err := s.Profiles().Get(ctx, name); err == nil {
+			verb = "replaced"
+		}
+		if err := s.Profiles().Put(ctx, store.Profile{Name: name, Settings: sj, MatchRules: rj}, c.actor(), *reason); err != nil {
+			fmt.Fprintf(c.stderr, "amtd profile add: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(c.stdout, "%s profile %s: %s\n", verb, name, describeProfile(settings, rules))
+		return exitOK
+	})
 }
 
 func describeProfile(s provision.ProfileSettings, m provision.MatchRules) string {
@@ -201,33 +198,29 @@ func profileList(c *cli, args []string) int {
 	if _, code := f.parse(c, args, 0); code >= 0 {
 		return code
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	ps, err := s.Profiles().List(ctx)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd profile list: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	if len(ps) == 0 {
-		fmt.Fprintln(c.stdout, "no profiles: hellos get ACM with CIRA; add one with 'amtd profile add NAME --mode acm|ccm'")
-		return closeStore(c, s, exitOK)
-	}
-	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "NAME\tPROFILE")
-	for _, p := range ps {
-		st, m, err := provision.ParseProfile(p)
-		desc := describeProfile(st, m)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		ps, err := s.Profiles().List(ctx)
 		if err != nil {
-			desc = "unreadable: " + err.Error()
+			fmt.Fprintf(c.stderr, "amtd profile list: %v\n", err)
+			return exitFailure
 		}
-		fmt.Fprintf(w, "%s\t%s\n", p.Name, desc)
-	}
-	_ = w.Flush()
-	return closeStore(c, s, exitOK)
+		if len(ps) == 0 {
+			fmt.Fprintln(c.stdout, "no profiles: hellos get ACM with CIRA; add one with 'amtd profile add NAME --mode acm|ccm'")
+			return exitOK
+		}
+		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "NAME\tPROFILE")
+		for _, p := range ps {
+			st, m, err := provision.ParseProfile(p)
+			desc := describeProfile(st, m)
+			if err != nil {
+				desc = "unreadable: " + err.Error()
+			}
+			fmt.Fprintf(w, "%s\t%s\n", p.Name, desc)
+		}
+		_ = w.Flush()
+		return exitOK
+	})
 }
 
 func profileShow(c *cli, args []string) int {
@@ -236,32 +229,28 @@ func profileShow(c *cli, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	p, err := s.Profiles().Get(ctx, pos[0])
-	if errors.Is(err, store.ErrNotFound) {
-		fmt.Fprintf(c.stderr, "amtd profile show: no profile %s (amtd profile list shows them)\n", pos[0])
-		return closeStore(c, s, exitFailure)
-	}
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd profile show: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	st, m, err := provision.ParseProfile(p)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd profile show: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	writeJSON(c, struct {
-		Name     string                    `json:"name"`
-		Settings provision.ProfileSettings `json:"settings"`
-		Match    provision.MatchRules      `json:"match"`
-	}{p.Name, st, m})
-	return closeStore(c, s, exitOK)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		p, err := s.Profiles().Get(ctx, pos[0])
+		if errors.Is(err, store.ErrNotFound) {
+			fmt.Fprintf(c.stderr, "amtd profile show: no profile %s (amtd profile list shows them)\n", pos[0])
+			return exitFailure
+		}
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd profile show: %v\n", err)
+			return exitFailure
+		}
+		st, m, err := provision.ParseProfile(p)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd profile show: %v\n", err)
+			return exitFailure
+		}
+		writeJSON(c, struct {
+			Name     string                    `json:"name"`
+			Settings provision.ProfileSettings `json:"settings"`
+			Match    provision.MatchRules      `json:"match"`
+		}{p.Name, st, m})
+		return exitOK
+	})
 }
 
 func profileRemove(c *cli, args []string) int {
@@ -271,20 +260,16 @@ func profileRemove(c *cli, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	if _, err := s.Profiles().Get(ctx, pos[0]); errors.Is(err, store.ErrNotFound) {
-		fmt.Fprintf(c.stderr, "amtd profile remove: no profile %s\n", pos[0])
-		return closeStore(c, s, exitFailure)
-	}
-	if err := s.Profiles().Delete(ctx, pos[0], c.actor(), *reason); err != nil {
-		fmt.Fprintf(c.stderr, "amtd profile remove: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	fmt.Fprintf(c.stdout, "removed profile %s\n", pos[0])
-	return closeStore(c, s, exitOK)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		if _, err := s.Profiles().Get(ctx, pos[0]); errors.Is(err, store.ErrNotFound) {
+			fmt.Fprintf(c.stderr, "amtd profile remove: no profile %s\n", pos[0])
+			return exitFailure
+		}
+		if err := s.Profiles().Delete(ctx, pos[0], c.actor(), *reason); err != nil {
+			fmt.Fprintf(c.stderr, "amtd profile remove: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(c.stdout, "removed profile %s\n", pos[0])
+		return exitOK
+	})
 }

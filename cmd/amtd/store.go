@@ -213,21 +213,17 @@ func storeRotateKey(c *cli, args []string) int {
 		fmt.Fprintln(c.stderr, "amtd store rotate-key: --new-key-file FILE is required")
 		return exitUsage
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	old := s.KeyID()
-	n, err := s.RotateKey(ctx, *newKey, c.actor(), *reason)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd store rotate-key: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	fmt.Fprintf(c.stdout, "re-sealed %d values under master key %s; key %s is retired\n", n, s.KeyID(), old)
-	fmt.Fprintf(c.stdout, "next: make %s the key amtd loads (KeyFile= or the amtd-master-key credential) and restart amtd\n", *newKey)
-	return closeStore(c, s, exitOK)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		old := s.KeyID()
+		n, err := s.RotateKey(ctx, *newKey, c.actor(), *reason)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd store rotate-key: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(c.stdout, "re-sealed %d values under master key %s; key %s is retired\n", n, s.KeyID(), old)
+		fmt.Fprintf(c.stdout, "next: make %s the key amtd loads (KeyFile= or the amtd-master-key credential) and restart amtd\n", *newKey)
+		return exitOK
+	})
 }
 
 func storeBackup(c *cli, args []string) int {
@@ -236,22 +232,18 @@ func storeBackup(c *cli, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	if err := s.Backup(ctx, pos[0]); err != nil {
-		fmt.Fprintf(c.stderr, "amtd store backup: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	if err := s.Audit(ctx, store.AuditEntry{Actor: c.actor(), Action: "store.backup", Object: "store", Reason: "to " + pos[0]}); err != nil {
-		fmt.Fprintf(c.stderr, "amtd store backup: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	fmt.Fprintf(c.stdout, "backed up %s to %s (sealed with master key %s)\n", s.Path(), pos[0], s.KeyID())
-	return closeStore(c, s, exitOK)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		if err := s.Backup(ctx, pos[0]); err != nil {
+			fmt.Fprintf(c.stderr, "amtd store backup: %v\n", err)
+			return exitFailure
+		}
+		if err := s.Audit(ctx, store.AuditEntry{Actor: c.actor(), Action: "store.backup", Object: "store", Reason: "to " + pos[0]}); err != nil {
+			fmt.Fprintf(c.stderr, "amtd store backup: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(c.stdout, "backed up %s to %s (sealed with master key %s)\n", s.Path(), pos[0], s.KeyID())
+		return exitOK
+	})
 }
 
 func storeVerify(c *cli, args []string) int {
@@ -259,34 +251,30 @@ func storeVerify(c *cli, args []string) int {
 	if _, code := f.parse(c, args, 0); code >= 0 {
 		return code
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	checked, fails, err := s.Verify(ctx)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd store verify: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	for _, fl := range fails {
-		fmt.Fprintf(c.stdout, "FAIL %s: %v\n", fl.Place, cause(fl.Err))
-	}
-	result := store.ResultOK
-	if len(fails) > 0 {
-		result = fmt.Sprintf("%d failed", len(fails))
-	}
-	if err := s.Audit(ctx, store.AuditEntry{Actor: c.actor(), Action: "store.verify", Object: "store",
-		Result: fmt.Sprintf("%s: %d checked", result, checked)}); err != nil {
-		fmt.Fprintf(c.stderr, "amtd store verify: %v\n", err)
-	}
-	if len(fails) > 0 {
-		fmt.Fprintf(c.stdout, "%d of %d sealed values failed to open\n", len(fails), checked)
-		return closeStore(c, s, exitFailure)
-	}
-	fmt.Fprintf(c.stdout, "all %d sealed values open with master key %s\n", checked, s.KeyID())
-	return closeStore(c, s, exitOK)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		checked, fails, err := s.Verify(ctx)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd store verify: %v\n", err)
+			return exitFailure
+		}
+		for _, fl := range fails {
+			fmt.Fprintf(c.stdout, "FAIL %s: %v\n", fl.Place, cause(fl.Err))
+		}
+		result := store.ResultOK
+		if len(fails) > 0 {
+			result = fmt.Sprintf("%d failed", len(fails))
+		}
+		if err := s.Audit(ctx, store.AuditEntry{Actor: c.actor(), Action: "store.verify", Object: "store",
+			Result: fmt.Sprintf("%s: %d checked", result, checked)}); err != nil {
+			fmt.Fprintf(c.stderr, "amtd store verify: %v\n", err)
+		}
+		if len(fails) > 0 {
+			fmt.Fprintf(c.stdout, "%d of %d sealed values failed to open\n", len(fails), checked)
+			return exitFailure
+		}
+		fmt.Fprintf(c.stdout, "all %d sealed values open with master key %s\n", checked, s.KeyID())
+		return exitOK
+	})
 }
 
 // cause says what a verify failure means for the operator.
@@ -319,20 +307,16 @@ func storeExportSecret(c *cli, args []string) int {
 		fmt.Fprintln(c.stderr, "amtd store export-secret: standard output is the journal; refusing to log a password (run it from a terminal or a pipe)")
 		return exitFailure
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	v, err := s.Secrets().Export(ctx, pos[0], store.SecretKind(pos[1]), *state, c.actor(), *reason)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd store export-secret: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	defer v.Wipe()
-	c.stdout.Write(append(v.Reveal(), '\n'))
-	return closeStore(c, s, exitOK)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		v, err := s.Secrets().Export(ctx, pos[0], store.SecretKind(pos[1]), *state, c.actor(), *reason)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd store export-secret: %v\n", err)
+			return exitFailure
+		}
+		defer v.Wipe()
+		c.stdout.Write(append(v.Reveal(), '\n'))
+		return exitOK
+	})
 }
 
 // isJournal reports whether f is the stream systemd named in
@@ -346,4 +330,16 @@ func isJournal(f *os.File, journalStream string) bool {
 		return false
 	}
 	return journalStream == fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+}
+
+// withStore opens the store for a command, runs fn with it, and closes it:
+// fn's code is the exit status unless closing fails.
+func withStore(c *cli, f *storeFlags, fn func(ctx context.Context, s *store.Store) int) int {
+	ctx, cancel := storeContext()
+	defer cancel()
+	s, code := openStore(c, ctx, f)
+	if s == nil {
+		return code
+	}
+	return closeStore(c, s, fn(ctx, s))
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -99,76 +100,72 @@ func usbSetupWrite(c *cli, args []string) int {
 		}
 	}
 
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	suffix := strings.TrimSuffix(strings.ToLower(*domain), ".")
-	d, err := s.Domains().Get(ctx, suffix)
-	if errors.Is(err, store.ErrNotFound) {
-		return closeStore(c, s, fail(exitFailure, "no domain %s in the store: add its certificate first with amtd domain add %s --pfx FILE", suffix, suffix))
-	}
-	if err != nil {
-		return closeStore(c, s, fail(exitFailure, "%v", err))
-	}
-	d.PFX.Wipe()
-	d.PFXPassword.Wipe()
-	rootHash, err := hex.DecodeString(d.RootSHA256)
-	if err != nil || len(rootHash) != sha256.Size {
-		return closeStore(c, s, fail(exitFailure, "domain %s has no root SHA-256 on record; run amtd domain replace-cert %s --pfx FILE", suffix, suffix))
-	}
-
-	// The label names the file in the host name each record gives its
-	// machine, which amtd reads at activation to match record and device.
-	lb := make([]byte, 5)
-	if _, err := rand.Read(lb); err != nil {
-		return closeStore(c, s, fail(exitFailure, "%v", err))
-	}
-	label := hex.EncodeToString(lb)
-	file := &setupbin.File{Version: 3}
-	var pws []secret.Value
-	defer func() {
-		for _, p := range pws {
-			p.Wipe()
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		suffix := strings.TrimSuffix(strings.ToLower(*domain), ".")
+		d, err := s.Domains().Get(ctx, suffix)
+		if errors.Is(err, store.ErrNotFound) {
+			return fail(exitFailure, "no domain %s in the store: add its certificate first with amtd domain add %s --pfx FILE", suffix, suffix)
 		}
-	}()
-	for i := range *records {
-		pw := static
-		if pw.IsZero() {
-			if pw, err = password.Generate(16); err != nil {
-				return closeStore(c, s, fail(exitFailure, "%v", err))
-			}
-		}
-		pws = append(pws, secret.New(pw.Reveal()))
-		vs, err := setupbin.Settings{CurrentMEBxPassword: current.RevealString(), NewMEBxPassword: pw.RevealString(), PKIDNSSuffix: suffix,
-			ConfigServerFQDN: "provisionserver." + suffix, HostName: store.USBHostName(label, i+1),
-			RootHash:   &setupbin.RootHash{Algorithm: 2, Hash: rootHash, Name: "amtd " + suffix},
-			ServerAddr: addr, ServerPort: port, Start: true}.Vars()
 		if err != nil {
-			return closeStore(c, s, fail(exitUsage, "record %d: %v", i+1, err))
+			return fail(exitFailure, "%v", err)
 		}
-		file.Records = append(file.Records, setupbin.Record{Flags: setupbin.RecordValid | setupbin.RecordScrambled, Vars: vs})
-	}
-	b, err := setupbin.Encode(file)
-	if err != nil {
-		return closeStore(c, s, fail(exitUsage, "%v", err))
-	}
-	sum := sha256.Sum256(b)
-	id := hex.EncodeToString(sum[:])
-	// The passwords are on disk, sealed, before the key exists.
-	if err := s.USBRecords().Put(ctx, id, label, suffix, pws, c.actor(), *reason); err != nil {
-		return closeStore(c, s, fail(exitFailure, "%v", err))
-	}
-	if err := writeFileAtomic(*out, b, 0o600); err != nil {
-		return closeStore(c, s, fail(exitFailure, "%v (the records' passwords are stored under file id %s)", err, id))
-	}
-	fmt.Fprintf(c.stdout, "wrote %s: %d record(s) for domain %s\n  file id:        %s\n  root SHA-256:   %s\n  hello to:       %s port %d\n  MEBx password:  %s\n",
-		*out, *records, suffix, id, d.RootSHA256, addr, port, map[bool]string{true: "the one given, on every record", false: "random per record, sealed in the store (amtd usb-setup export)"}[!static.IsZero()])
-	fmt.Fprintf(c.stdout, "Each machine that boots with the key in MEBx takes the next record (host name %s, %s, ...),\nthen sends its hello to amtd, which matches the record to the machine when it activates it.\n",
-		store.USBHostName(label, 1), store.USBHostName(label, 2))
-	return closeStore(c, s, exitOK)
+		d.PFX.Wipe()
+		d.PFXPassword.Wipe()
+		rootHash, err := hex.DecodeString(d.RootSHA256)
+		if err != nil || len(rootHash) != sha256.Size {
+			return fail(exitFailure, "domain %s has no root SHA-256 on record; run amtd domain replace-cert %s --pfx FILE", suffix, suffix)
+		}
+
+		// The label names the file in the host name each record gives its
+		// machine, which amtd reads at activation to match record and device.
+		lb := make([]byte, 5)
+		if _, err := rand.Read(lb); err != nil {
+			return fail(exitFailure, "%v", err)
+		}
+		label := hex.EncodeToString(lb)
+		file := &setupbin.File{Version: 3}
+		var pws []secret.Value
+		defer func() {
+			for _, p := range pws {
+				p.Wipe()
+			}
+		}()
+		for i := range *records {
+			pw := static
+			if pw.IsZero() {
+				if pw, err = password.Generate(16); err != nil {
+					return fail(exitFailure, "%v", err)
+				}
+			}
+			pws = append(pws, secret.New(pw.Reveal()))
+			vs, err := setupbin.Settings{CurrentMEBxPassword: current.RevealString(), NewMEBxPassword: pw.RevealString(), PKIDNSSuffix: suffix,
+				ConfigServerFQDN: "provisionserver." + suffix, HostName: store.USBHostName(label, i+1),
+				RootHash:   &setupbin.RootHash{Algorithm: 2, Hash: rootHash, Name: "amtd " + suffix},
+				ServerAddr: addr, ServerPort: port, Start: true}.Vars()
+			if err != nil {
+				return fail(exitUsage, "record %d: %v", i+1, err)
+			}
+			file.Records = append(file.Records, setupbin.Record{Flags: setupbin.RecordValid | setupbin.RecordScrambled, Vars: vs})
+		}
+		b, err := setupbin.Encode(file)
+		if err != nil {
+			return fail(exitUsage, "%v", err)
+		}
+		sum := sha256.Sum256(b)
+		id := hex.EncodeToString(sum[:])
+		// The passwords are on disk, sealed, before the key exists.
+		if err := s.USBRecords().Put(ctx, id, label, suffix, pws, c.actor(), *reason); err != nil {
+			return fail(exitFailure, "%v", err)
+		}
+		if err := writeFileAtomic(*out, b, 0o600); err != nil {
+			return fail(exitFailure, "%v (the records' passwords are stored under file id %s)", err, id)
+		}
+		fmt.Fprintf(c.stdout, "wrote %s: %d record(s) for domain %s\n  file id:        %s\n  root SHA-256:   %s\n  hello to:       %s port %d\n  MEBx password:  %s\n",
+			*out, *records, suffix, id, d.RootSHA256, addr, port, map[bool]string{true: "the one given, on every record", false: "random per record, sealed in the store (amtd usb-setup export)"}[!static.IsZero()])
+		fmt.Fprintf(c.stdout, "Each machine that boots with the key in MEBx takes the next record (host name %s, %s, ...),\nthen sends its hello to amtd, which matches the record to the machine when it activates it.\n",
+			store.USBHostName(label, 1), store.USBHostName(label, 2))
+		return exitOK
+	})
 }
 
 // helloTarget is where machines send their hello: the given or first IPv4
@@ -250,28 +247,24 @@ func usbSetupList(c *cli, args []string) int {
 	if _, code := f.parse(c, args, 0); code >= 0 {
 		return code
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	recs, err := s.USBRecords().List(ctx, "")
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd usb-setup list: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	if len(recs) == 0 {
-		fmt.Fprintln(c.stdout, "no setup.bin written yet (amtd usb-setup --domain SUFFIX --out FILE)")
-		return closeStore(c, s, exitOK)
-	}
-	w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "FILE ID\tRECORD\tHOST NAME\tDOMAIN\tWRITTEN\tDEVICE")
-	for _, r := range recs {
-		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", r.File, r.Record, store.USBHostName(r.Label, r.Record), r.Domain, r.Created.UTC().Format("2006-01-02 15:04"), orDash(r.Device))
-	}
-	_ = w.Flush()
-	return closeStore(c, s, exitOK)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		recs, err := s.USBRecords().List(ctx, "")
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd usb-setup list: %v\n", err)
+			return exitFailure
+		}
+		if len(recs) == 0 {
+			fmt.Fprintln(c.stdout, "no setup.bin written yet (amtd usb-setup --domain SUFFIX --out FILE)")
+			return exitOK
+		}
+		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "FILE ID\tRECORD\tHOST NAME\tDOMAIN\tWRITTEN\tDEVICE")
+		for _, r := range recs {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", r.File, r.Record, store.USBHostName(r.Label, r.Record), r.Domain, r.Created.UTC().Format("2006-01-02 15:04"), orDash(r.Device))
+		}
+		_ = w.Flush()
+		return exitOK
+	})
 }
 
 func usbSetupExport(c *cli, args []string) int {
@@ -290,18 +283,14 @@ func usbSetupExport(c *cli, args []string) int {
 		fmt.Fprintln(c.stderr, "amtd usb-setup export: --reason is required: the audit trail says why a password left the store")
 		return exitUsage
 	}
-	ctx, cancel := storeContext()
-	defer cancel()
-	s, code := openStore(c, ctx, f)
-	if s == nil {
-		return code
-	}
-	v, err := s.USBRecords().Export(ctx, strings.ToLower(pos[0]), rec, c.actor(), *reason)
-	if err != nil {
-		fmt.Fprintf(c.stderr, "amtd usb-setup export: %v\n", err)
-		return closeStore(c, s, exitFailure)
-	}
-	fmt.Fprintln(c.stdout, v.RevealString())
-	v.Wipe()
-	return closeStore(c, s, exitOK)
+	return withStore(c, f, func(ctx context.Context, s *store.Store) int {
+		v, err := s.USBRecords().Export(ctx, strings.ToLower(pos[0]), rec, c.actor(), *reason)
+		if err != nil {
+			fmt.Fprintf(c.stderr, "amtd usb-setup export: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintln(c.stdout, v.RevealString())
+		v.Wipe()
+		return exitOK
+	})
 }
