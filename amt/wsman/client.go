@@ -259,6 +259,25 @@ func (c *Client) Put(ctx context.Context, class string, body Instance, sel ...Se
 	return c.Do(ctx, req)
 }
 
+// RequestStateChange calls the CIM method of that name with one
+// RequestedState; a non-zero ReturnValue is a *ReturnError.
+func (c *Client) RequestStateChange(ctx context.Context, class string, state int) error {
+	req, err := c.B.RequestStateChange(class, state)
+	if err != nil {
+		return err
+	}
+	m, err := c.Do(ctx, req)
+	if err != nil {
+		return err
+	}
+	if m.Method != nil {
+		if code, ok, _ := m.Method.ReturnValue(); ok && code != 0 {
+			return &ReturnError{Class: class, Method: "RequestStateChange", Code: code}
+		}
+	}
+	return nil
+}
+
 // Delete removes the instance the key selectors name (WS-Transfer Delete).
 func (c *Client) Delete(ctx context.Context, class string, sel ...Selector) error {
 	req, err := c.B.Delete(class, sel...)

@@ -260,7 +260,7 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 	if err != nil {
 		return rps.Result{}, err
 	}
-	host := uuid + ":16992"
+	host := lmsHost(uuid)
 	if p.TLSEnforced {
 		return rps.Result{}, errors.New("amtd: this device enforces TLS on its local ports (AMT 19+); the TLS tunnel is not offered by this appliance yet")
 	}
@@ -421,6 +421,24 @@ func (e *Engine) ActivateCCM(ctx context.Context, uuid, host string, dial wsman.
 	return nil
 }
 
+// lmsHost is the Host header of WS-Man through an agent: LMS's non-TLS port.
+func lmsHost(uuid string) string { return uuid + ":16992" }
+
+// adminSession is the admin session an agent's deactivate or maintenance
+// command runs in: the AMT password the agent gave (--password, else the
+// payload's), which must be the stored one.
+func (a *AgentServer) adminSession(ctx context.Context, s *agentSession, cmd rps.Command, p *rps.Payload, uuid string) (*wsman.Client, string, secret.Value, error) {
+	pw := cmd.Password
+	if pw.IsZero() {
+		pw = p.Password.Value
+	}
+	if err := a.Engine.checkStoredPassword(ctx, uuid, pw); err != nil {
+		return nil, "", secret.Value{}, err
+	}
+	host := lmsHost(uuid)
+	return wsman.NewClient(s.dial, wsman.Credentials{Host: host, Username: adminUser, Password: pw}), host, pw, nil
+}
+
 // deactivate runs `rpc deactivate --password PW`: the password must be the
 // stored one; forced deactivation (-f, without it) is refused
 // (spec/rpc-protocol.md §10). Unprovision(1) as admin; the device record
@@ -429,15 +447,10 @@ func (a *AgentServer) deactivate(ctx context.Context, s *agentSession, cmd rps.C
 	if cmd.Force && cmd.Password.IsZero() {
 		return rps.Result{}, errors.New("amtd: forced deactivation is not allowed on this appliance; give the AMT password (rpc deactivate --password)")
 	}
-	pw := cmd.Password
-	if pw.IsZero() {
-		pw = p.Password.Value
-	}
-	if err := a.Engine.checkStoredPassword(ctx, uuid, pw); err != nil {
+	c, _, _, err := a.adminSession(ctx, s, cmd, p, uuid)
+	if err != nil {
 		return rps.Result{}, err
 	}
-	host := uuid + ":16992"
-	c := wsman.NewClient(s.dial, wsman.Credentials{Host: host, Username: adminUser, Password: pw})
 	if err := a.Engine.call(ctx, func(ctx context.Context) error {
 		return c.Invoke(ctx, "AMT_SetupAndConfigurationService", "Unprovision", wsman.UnprovisionInput{ProvisioningMode: 1}.Params(), nil)
 	}); err != nil {
@@ -457,15 +470,10 @@ func (a *AgentServer) deactivate(ctx context.Context, s *agentSession, cmd rps.C
 // given, if it meets AMT's rule, else a random one), sealed as pending first
 // and promoted after a login with it (spec/activation.md §10).
 func (a *AgentServer) maintenance(ctx context.Context, s *agentSession, cmd rps.Command, p *rps.Payload, uuid string) (rps.Result, error) {
-	pw := cmd.Password
-	if pw.IsZero() {
-		pw = p.Password.Value
-	}
-	if err := a.Engine.checkStoredPassword(ctx, uuid, pw); err != nil {
+	c, host, pw, err := a.adminSession(ctx, s, cmd, p, uuid)
+	if err != nil {
 		return rps.Result{}, err
 	}
-	host := uuid + ":16992"
-	c := wsman.NewClient(s.dial, wsman.Credentials{Host: host, Username: adminUser, Password: pw})
 	switch cmd.Task {
 	case rps.TaskSyncTime:
 		if err := a.Engine.call(ctx, func(ctx context.Context) error { return a.Engine.syncClock(ctx, c) }); err != nil {

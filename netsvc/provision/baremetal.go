@@ -509,3 +509,13 @@ func (e *Engine) localSession(ctx context.Context, dial wsman.Dialer, host, user
 	}
 	return c, gs.DigestRealm, nil
 }
+
+// adminClient is a WS-Man client through dial as the device's current admin
+// (the stored password); the caller wipes the returned password when done.
+func (e *Engine) adminClient(ctx context.Context, uuid, host string, dial wsman.Dialer, what string) (*wsman.Client, secret.Value, error) {
+	admin, err := e.Store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	if err != nil {
+		return nil, secret.Value{}, fmt.Errorf("%s: no current admin password for the device: %w", what, err)
+	}
+	return wsman.NewClient(dial, wsman.Credentials{Host: host, Username: adminUser, Password: admin}), admin, nil
+}

@@ -83,9 +83,9 @@ func (e *Engine) configureCIRA(ctx context.Context, uuid, host string, dial wsma
 		cc.IntervalSeconds = 25
 	}
 	devs, secrets := e.Store.Devices(), e.Store.Secrets()
-	admin, err := secrets.Current(ctx, uuid, store.AMTAdmin)
+	c, admin, err := e.adminClient(ctx, uuid, host, dial, "CIRA")
 	if err != nil {
-		return fmt.Errorf("CIRA: no current admin password for the device: %w", err)
+		return err
 	}
 	defer admin.Wipe()
 	defer func() {
@@ -94,7 +94,6 @@ func (e *Engine) configureCIRA(ctx context.Context, uuid, host string, dial wsma
 			_ = devs.SetState(context.WithoutCancel(ctx), uuid, StateFailed, "error", "CIRA: "+err.Error(), true)
 		}
 	}()
-	c := wsman.NewClient(dial, wsman.Credentials{Host: host, Username: adminUser, Password: admin})
 	step := func(name string, f func(ctx context.Context) error) error {
 		if err := devs.SetState(ctx, uuid, "configuring", name, "", false); err != nil {
 			return err
@@ -197,20 +196,7 @@ func (e *Engine) configureCIRA(ctx context.Context, uuid, host string, dial wsma
 				return err
 			}
 		}
-		req, err := c.B.RequestStateChange("AMT_UserInitiatedConnectionService", 32771)
-		if err != nil {
-			return err
-		}
-		m, err := c.Do(ctx, req)
-		if err != nil {
-			return err
-		}
-		if m.Method != nil {
-			if code, ok, _ := m.Method.ReturnValue(); ok && code != 0 {
-				return &wsman.ReturnError{Class: "AMT_UserInitiatedConnectionService", Method: "RequestStateChange", Code: code}
-			}
-		}
-		return nil
+		return c.RequestStateChange(ctx, "AMT_UserInitiatedConnectionService", 32771)
 	}); err != nil {
 		return err
 	}

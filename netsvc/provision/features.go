@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"amtd/amt/wsman"
-	"amtd/store"
 )
 
 // Features are the redirection and user-consent settings a profile asks
@@ -54,32 +53,15 @@ func (f *Features) redirectionState() int {
 // configureFeatures turns redirection (KVM, SOL, IDER) on or off and sets
 // the user-consent policy, as the device's current admin password.
 func (e *Engine) configureFeatures(ctx context.Context, uuid, host string, dial wsman.Dialer, f *Features, mode int) (err error) {
-	admin, err := e.Store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	c, admin, err := e.adminClient(ctx, uuid, host, dial, "features")
 	if err != nil {
-		return fmt.Errorf("features: no current admin password for the device: %w", err)
+		return err
 	}
 	defer admin.Wipe()
 	defer e.recordFailure(ctx, uuid, &err)
 	if err := e.Store.Devices().SetState(ctx, uuid, "configuring", StepFeatures,
 		fmt.Sprintf("kvm=%t sol=%t ider=%t consent=%s", f.KVM, f.SOL, f.IDER, f.UserConsent), false); err != nil {
 		return err
-	}
-	c := wsman.NewClient(dial, wsman.Credentials{Host: host, Username: adminUser, Password: admin})
-	stateChange := func(ctx context.Context, class string, state int) error {
-		req, err := c.B.RequestStateChange(class, state)
-		if err != nil {
-			return err
-		}
-		m, err := c.Do(ctx, req)
-		if err != nil {
-			return err
-		}
-		if m.Method != nil {
-			if code, ok, _ := m.Method.ReturnValue(); ok && code != 0 {
-				return &wsman.ReturnError{Class: class, Method: "RequestStateChange", Code: code}
-			}
-		}
-		return nil
 	}
 	put := func(ctx context.Context, class, prop, value string) error {
 		var inst wsman.Instance
@@ -100,12 +82,12 @@ func (e *Engine) configureFeatures(ctx context.Context, uuid, host string, dial 
 	}
 	steps := []func(ctx context.Context) error{
 		func(ctx context.Context) error {
-			return stateChange(ctx, "AMT_RedirectionService", f.redirectionState())
+			return c.RequestStateChange(ctx, "AMT_RedirectionService", f.redirectionState())
 		},
 		func(ctx context.Context) error {
 			return put(ctx, "AMT_RedirectionService", "ListenerEnabled", listener)
 		},
-		func(ctx context.Context) error { return stateChange(ctx, "CIM_KVMRedirectionSAP", kvm) },
+		func(ctx context.Context) error { return c.RequestStateChange(ctx, "CIM_KVMRedirectionSAP", kvm) },
 	}
 	// CCM always requires consent and refuses the change (spec/activation.md §5).
 	if mode == ModeACM {

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"amtd/amt/wsman"
-	"amtd/store"
 )
 
 // DeviceCA certifies the keys devices generate for their TLS listeners
@@ -39,16 +38,15 @@ func (e *Engine) configureTLS(ctx context.Context, uuid, host string, dial wsman
 	if e.DeviceCA == nil {
 		return errors.New("TLS: this appliance has no CA to certify devices with")
 	}
-	admin, err := e.Store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	c, admin, err := e.adminClient(ctx, uuid, host, dial, "TLS")
 	if err != nil {
-		return fmt.Errorf("TLS: no current admin password for the device: %w", err)
+		return err
 	}
 	defer admin.Wipe()
 	defer e.recordFailure(ctx, uuid, &err)
 	if err := e.Store.Devices().SetState(ctx, uuid, "configuring", StepTLS, "certificate from the appliance CA, mode 2", false); err != nil {
 		return err
 	}
-	c := wsman.NewClient(dial, wsman.Credentials{Host: host, Username: adminUser, Password: admin})
 	call := func(f func(ctx context.Context) error) error { return e.call(ctx, f) }
 
 	var gen wsman.Instance
