@@ -96,16 +96,21 @@ func (s *session) kick(reason apf.DisconnectReason, why string) {
 		s.kaTimer.Stop()
 	}
 	s.mu.Unlock()
-	// A peer that stopped reading holds the writer until writeTimeout: then
-	// the DISCONNECT is skipped rather than waited for.
-	if s.wmu.TryLock() {
+	// A write in progress (a keep-alive, a forward's answer) is cut to
+	// kickTimeout rather than skipping the DISCONNECT; the DISCONNECT then
+	// goes out under the same bound and the link is closed. It runs in the
+	// background, so a peer that stopped reading costs the caller nothing
+	// and many kicks at shutdown run side by side.
+	_ = s.conn.SetWriteDeadline(time.Now().Add(kickTimeout))
+	go func() {
+		s.wmu.Lock()
 		if b, err := (apf.Disconnect{Reason: reason}).AppendBinary(nil); err == nil {
 			_ = s.conn.SetWriteDeadline(time.Now().Add(kickTimeout))
 			_, _ = s.conn.Write(b)
 		}
 		s.wmu.Unlock()
-	}
-	_ = s.conn.Close()
+		_ = s.conn.Close()
+	}()
 }
 
 // kickTimeout bounds the DISCONNECT written to a link being closed.
