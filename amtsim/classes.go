@@ -373,6 +373,11 @@ func classTable() map[string]*classHandler {
 			},
 		}},
 	}
+	// Classes the console API reads and drives, one file each:
+	// settings, boot and power (classes_settings.go), logs, consent and
+	// alarms (classes_logs.go).
+	addSettingsClasses(t)
+	addLogClasses(t)
 	return t
 }
 

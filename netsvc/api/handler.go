@@ -26,7 +26,7 @@ type route struct {
 }
 
 func (s *Service) routes() []route {
-	return []route{
+	rts := []route{
 		// Open AMT MPS (spec/redirection.md §7.1, §7.3).
 		{"GET", "/api/v1/devices", "devices.list", store.RoleViewer, s.listDevices},
 		{"GET", "/api/v1/devices/stats", "devices.stats", store.RoleViewer, s.deviceStats},
@@ -42,6 +42,11 @@ func (s *Service) routes() []route {
 		// amtd's own: its audit trail, which names every key's calls.
 		{"GET", "/api/v1/audit", "audit.list", store.RoleAdmin, s.listAudit},
 	}
+	// More device operations over CIRA (spec/redirection.md §7.2), one
+	// file each: settings and power (amt_settings.go), logs, consent and
+	// alarms (amt_logs.go).
+	rts = append(rts, s.settingsRoutes()...)
+	return append(rts, s.logRoutes()...)
 }
 
 // roleRank orders the roles; a key may call a route needing its rank or less.
@@ -94,7 +99,7 @@ func (s *Service) Handler() http.Handler {
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		k, _ := r.Context().Value(keyCtx{}).(store.APIKey)
-		st := writeError(w, http.StatusNotFound, "no such endpoint: "+truncate(r.URL.Path, 200)+" (amtd serves /api/v1/devices, /api/v1/devices/stats, /api/v1/devices/tags, /api/v1/devices/{guid}, /api/v1/version, /api/v1/health, /api/v1/ciracert, /api/v1/amt/power/state/{guid}, /api/v1/amt/power/action/{guid}, /api/v1/amt/version/{guid}, /api/v1/audit)")
+		st := writeError(w, http.StatusNotFound, "no such endpoint: "+truncate(r.URL.Path, 200)+" (amtd serves "+strings.Join(order, ", ")+")")
 		s.finish(r, k, "unknown", "", st)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
