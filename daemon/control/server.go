@@ -22,6 +22,7 @@ import (
 
 // Handler answers one command. Its result is encoded as the response's
 // "result"; an error becomes the response's "error", shown to the user as is.
+// A *Stream result turns the connection into a byte pipe (see Stream).
 type Handler func(ctx context.Context, args json.RawMessage) (any, error)
 
 // Limits that keep a misbehaving local client from holding the daemon.
@@ -83,22 +84,24 @@ type Server struct {
 	conns  map[net.Conn]struct{}
 	closed bool
 
-	gid  atomic.Int64 // -1: no group admitted
-	uid  int          // the daemon's own uid, always admitted
-	sem  chan struct{}
-	wg   sync.WaitGroup
-	done chan struct{}
+	gid     atomic.Int64 // -1: no group admitted
+	uid     int          // the daemon's own uid, always admitted
+	sem     chan struct{}
+	streams chan struct{} // one token per open Stream, maxStreams
+	wg      sync.WaitGroup
+	done    chan struct{}
 }
 
 // NewServer returns a server answering with mux's handlers.
 func NewServer(log *slog.Logger, mux *Mux) *Server {
 	s := &Server{
-		log:   log,
-		mux:   mux,
-		conns: map[net.Conn]struct{}{},
-		uid:   os.Geteuid(),
-		sem:   make(chan struct{}, maxConns),
-		done:  make(chan struct{}),
+		log:     log,
+		mux:     mux,
+		conns:   map[net.Conn]struct{}{},
+		uid:     os.Geteuid(),
+		sem:     make(chan struct{}, maxConns),
+		streams: make(chan struct{}, maxStreams),
+		done:    make(chan struct{}),
 	}
 	s.gid.Store(-1)
 	return s
@@ -195,15 +198,17 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go func() {
+			// A connection that becomes a stream gives its slot back early.
+			release := sync.OnceFunc(func() { <-s.sem })
 			defer func() {
 				s.mu.Lock()
 				delete(s.conns, c)
 				s.mu.Unlock()
 				c.Close()
-				<-s.sem
+				release()
 				s.wg.Done()
 			}()
-			s.serveConn(c)
+			s.serveConn(c, release)
 		}()
 	}
 }
@@ -322,7 +327,7 @@ func supplementaryGroups(p Peer) []int {
 	return gids
 }
 
-func (s *Server) serveConn(c net.Conn) {
+func (s *Server) serveConn(c net.Conn, release func()) {
 	peer, err := PeerCred(c)
 	if err != nil {
 		s.log.Warn("control: refusing a connection whose peer is unknown", "err", err)
@@ -362,12 +367,47 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		default:
 		}
-		resp := s.answer(log, line)
+		resp, st := s.answer(log, line)
+		if st != nil {
+			s.stream(log, c, r, st, release)
+			return
+		}
 		c.SetWriteDeadline(time.Now().Add(requestTimeout))
 		if err := writeResponse(c, resp); err != nil {
 			return
 		}
 	}
+}
+
+// stream answers a request whose handler returned a Stream, then pipes
+// bytes until either end is done. The connection is used up.
+func (s *Server) stream(log *slog.Logger, c net.Conn, r *bufio.Reader, st *Stream, release func()) {
+	defer st.Conn.Close()
+	c.SetWriteDeadline(time.Now().Add(requestTimeout))
+	select {
+	case s.streams <- struct{}{}:
+	default:
+		writeResponse(c, Response{Error: errTooManyStreams.Error()})
+		return
+	}
+	defer func() { <-s.streams }()
+	resp := Response{OK: true}
+	if st.Result != nil {
+		b, err := json.Marshal(st.Result)
+		if err != nil {
+			writeResponse(c, Response{Error: fmt.Sprintf("encoding the result: %v", err)})
+			return
+		}
+		resp.Result = b
+	}
+	if err := writeResponse(c, resp); err != nil {
+		return
+	}
+	release()
+	log = log.With("to", st.Conn.RemoteAddr().String())
+	log.Info("control: stream opened")
+	up, down := s.pipe(c, r, st.Conn)
+	log.Info("control: stream closed", "bytes_in", up, "bytes_out", down)
 }
 
 var errLineTooLong = fmt.Errorf("request line longer than %d bytes", MaxLine)
@@ -394,27 +434,32 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 	}
 }
 
-func (s *Server) answer(log *slog.Logger, line []byte) Response {
+// answer runs the handler of one request line; a Stream result is returned
+// as is, for serveConn to hand the connection over.
+func (s *Server) answer(log *slog.Logger, line []byte) (Response, *Stream) {
 	req, err := DecodeRequest(line)
 	if err != nil {
-		return Response{Error: err.Error()}
+		return Response{Error: err.Error()}, nil
 	}
 	h, known := s.mux.lookup(req.Cmd)
 	if h == nil {
-		return Response{Error: fmt.Sprintf("unknown command %q: known commands: %s", req.Cmd, strings.Join(known, ", "))}
+		return Response{Error: fmt.Sprintf("unknown command %q: known commands: %s", req.Cmd, strings.Join(known, ", "))}, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
 	log.Debug("control: request", "cmd", req.Cmd)
 	res, err := h(ctx, req.Args)
 	if err != nil {
-		return Response{Error: err.Error()}
+		return Response{Error: err.Error()}, nil
+	}
+	if st, ok := res.(*Stream); ok && st != nil && st.Conn != nil {
+		return Response{}, st
 	}
 	b, err := json.Marshal(res)
 	if err != nil {
-		return Response{Error: fmt.Sprintf("%s: encoding the result: %v", req.Cmd, err)}
+		return Response{Error: fmt.Sprintf("%s: encoding the result: %v", req.Cmd, err)}, nil
 	}
-	return Response{OK: true, Result: b}
+	return Response{OK: true, Result: b}, nil
 }
 
 func writeResponse(c net.Conn, resp Response) error {
