@@ -69,3 +69,29 @@ func FuzzCommand(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTunnelMessages runs what the TLS tunnel reads from a frame: the
+// port_switch payload, the connection_reset reason and the ClientHello test.
+func FuzzTunnelMessages(f *testing.F) {
+	f.Add([]byte(`{"method":"port_switch","status":"ok","payload":"{\"port\":\"16993\",\"rootCert\":\"\",\"delay\":15}"}`))
+	f.Add([]byte(`{"method":"port_switch","payload":"{\"port\":\"0\",\"delay\":-3}"}`))
+	f.Add([]byte(`{"method":"connection_reset","payload":"Y29ubmVjdGlvbl9jbG9zZWQ="}`))
+	f.Add([]byte(`{"method":"tls_data","payload":"FgMBAAUBAAAAAA=="}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseMessage(b)
+		if err != nil {
+			return
+		}
+		if ps, err := ParsePortSwitch(m); err == nil {
+			if ps.Port < 1 || ps.Port > 65535 || ps.Delay < 0 || ps.Delay > MaxPortSwitchDelay {
+				t.Fatalf("accepted %+v", ps)
+			}
+		}
+		if r := ConnectionReset(m); len(r) > 64 {
+			t.Fatalf("reason of %d bytes", len(r))
+		}
+		if p, err := m.PayloadBytes(); err == nil && IsClientHello(p) && (p[0] != 0x16 || p[5] != 1) {
+			t.Fatal("not a ClientHello")
+		}
+	})
+}

@@ -356,3 +356,23 @@ func TestParseMessageRejects(t *testing.T) {
 		t.Errorf("bad payload JSON: %v", err)
 	}
 }
+
+func TestTunnelMessages(t *testing.T) {
+	srv := Server{AppVersion: "t"}
+	ps, err := ParsePortSwitch(srv.PortSwitch(16993, "PEM", 90))
+	if err != nil || ps.Port != 16993 || ps.RootCert != "PEM" || ps.Delay != MaxPortSwitchDelay {
+		t.Fatalf("%+v %v", ps, err)
+	}
+	for _, bad := range []string{`"{\"port\":\"x\"}"`, `"{\"port\":\"70000\"}"`, `"nope"`, `null`} {
+		if _, err := ParsePortSwitch(&Message{Method: MethodPortSwitch, Payload: json.RawMessage(bad)}); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+	reset := Client{}.Message(MethodConnectionReset, []byte(ResetLMSError))
+	if r := ConnectionReset(reset); r != ResetLMSError {
+		t.Fatalf("reason %q", r)
+	}
+	if !IsClientHello([]byte{0x16, 3, 1, 0, 5, 1}) || IsClientHello([]byte{0x17, 3, 3, 0, 5, 1}) || IsClientHello([]byte{0x16, 3}) {
+		t.Fatal("IsClientHello")
+	}
+}
