@@ -89,8 +89,16 @@ func configuredDevice(t *testing.T) *Device {
 	}
 	d.mu.Lock()
 	d.s.Detection = []string{"a.example", "b.example"}
+	d.s.Logs.Alarms = []Alarm{{InstanceID: "testalarm", ElementName: "testalarm", StartTime: "2030-01-01T00:00:00Z", Interval: "P1D", DeleteOnCompletion: true}}
 	d.mu.Unlock()
 	return d
+}
+
+// syntheticFixtures are fixtures written by hand rather than captured,
+// whose shape firmware does not have.
+var syntheticFixtures = map[string]string{
+	"IPS_AlarmClockOccurrence": "the fixture has StartTime \"testdatetime\" and Interval \"0\" as text; firmware nests a CIM " +
+		"<Datetime> and <Interval> in them (MPS reads Interval.Interval); TestAlarmClock checks what amtsim serves",
 }
 
 // TestGetResponsesMatchFixtureShape sends a Get for the class of every
@@ -112,6 +120,9 @@ func TestGetResponsesMatchFixtureShape(t *testing.T) {
 		}
 		class := m.Instances[0].Class
 		t.Run(strings.TrimSuffix(strings.TrimPrefix(p, "fixtures/"), "/get.xml"), func(t *testing.T) {
+			if why, ok := syntheticFixtures[class]; ok {
+				t.Skip(why)
+			}
 			req, err := b.Get(class)
 			if err != nil {
 				t.Fatal(err)

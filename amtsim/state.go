@@ -86,6 +86,8 @@ type Settings struct {
 	PowerState       int   `json:"powerState"`  // CIM PowerState: 2 on, 8 off-soft, …
 	ClockOffset      int64 `json:"clockOffset"` // firmware clock minus host clock, seconds
 
+	Logs DeviceLogs `json:"logs"` // audit and event logs, alarms (classes_logs.go)
+
 	// Overlays are instances written by Put to classes the simulator does
 	// not model field by field (e.g. AMT_BootSettingData): served back as
 	// written.

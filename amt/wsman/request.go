@@ -226,16 +226,12 @@ func writeRequestProps(w *strings.Builder, props []Property, ns string, method b
 			}
 			w.WriteString(closeTag)
 		case len(p.Fields) > 0:
+			// Nested elements are written as properties are, so a
+			// method parameter can hold an instance with CIM dates in it
+			// (AddAlarm's AlarmTemplate).
 			w.WriteString(open + ">")
-			for _, f := range p.Fields {
-				if !validName(f.Name) {
-					return fmt.Errorf("property name %q is not an XML name", clip(f.Name))
-				}
-				if f.Namespace == "" || f.Namespace == ns {
-					w.WriteString("<h:" + f.Name + ">" + escapeText(f.Value) + "</h:" + f.Name + ">")
-				} else {
-					w.WriteString("<" + f.Name + ` xmlns="` + escapeAttr(f.Namespace) + `">` + escapeText(f.Value) + "</" + f.Name + ">")
-				}
+			if err := writeRequestProps(w, p.Fields, ns, method); err != nil {
+				return err
 			}
 			w.WriteString(closeTag)
 		default:
