@@ -37,6 +37,13 @@ type RPCOptions struct {
 	Edit func(*rps.Payload)
 	// Timeout bounds the whole session (default 5 minutes).
 	Timeout time.Duration
+	// ODCA issues the chain an AMT 19+ device presents on its local TLS
+	// port before provisioning; nil uses DefaultODCA.
+	ODCA *ODCA
+	// TLSFirstByte and TLSIdle are how long the TLS-tunnel relay waits for
+	// AMT's first byte and then for more (rpc-go: 2 s each). A test may
+	// shorten TLSIdle: every TLS handshake round waits it out.
+	TLSFirstByte, TLSIdle time.Duration
 }
 
 // RunRPC plays rpc-go on this device's host: it reads what HECI would give
@@ -84,6 +91,22 @@ func (d *Device) RunRPC(ctx context.Context, o RPCOptions) (*rps.Message, error)
 	if err := send(client.Message(o.Command, raw)); err != nil {
 		return nil, fmt.Errorf("amtsim rpc: %w", err)
 	}
+	var tunnel *lmsTunnel
+	if p.TLSEnforced {
+		if o.ODCA == nil {
+			if o.ODCA, err = DefaultODCA(); err != nil {
+				return nil, err
+			}
+		}
+		tunnel = &lmsTunnel{d: d, odca: o.ODCA, firstByte: o.TLSFirstByte, idle: o.TLSIdle}
+		if tunnel.firstByte <= 0 {
+			tunnel.firstByte = rpcTLSFirstByte
+		}
+		if tunnel.idle <= 0 {
+			tunnel.idle = rpcTLSFirstByte
+		}
+		defer tunnel.close()
+	}
 	for {
 		var text string
 		if err := websocket.Message.Receive(ws, &text); err != nil {
@@ -96,8 +119,36 @@ func (d *Device) RunRPC(ctx context.Context, o RPCOptions) (*rps.Message, error)
 		if err != nil {
 			return nil, fmt.Errorf("amtsim rpc: %w", err)
 		}
-		switch m.Method {
-		case rps.MethodWSMan:
+		switch {
+		case tunnel != nil && m.Method == rps.MethodPortSwitch:
+			// Reconnect LMS to the port after the delay, then confirm
+			// (executor.go handlePortSwitch).
+			ps, err := rps.ParsePortSwitch(m)
+			if err != nil {
+				return nil, fmt.Errorf("amtsim rpc: %w", err)
+			}
+			tunnel.close()
+			select {
+			case <-time.After(time.Duration(ps.Delay) * time.Second):
+			case <-ctx.Done():
+				return nil, fmt.Errorf("amtsim rpc: %w", ctx.Err())
+			}
+			if err := send(client.Message(rps.MethodPortSwitchAck, []byte("ok"))); err != nil {
+				return nil, fmt.Errorf("amtsim rpc: %w", err)
+			}
+		case tunnel != nil && m.Method != rps.MethodHeartbeatRequest && m.Method != rps.MethodSuccess && m.Method != rps.MethodError:
+			// In TLS-tunnel mode rpc-go writes every other payload to
+			// LMS's TLS port and answers with tls_data, whatever the method.
+			b, err := m.PayloadBytes()
+			if err != nil {
+				return nil, fmt.Errorf("amtsim rpc: %w", err)
+			}
+			if method, out := tunnel.relay(b); method != "" {
+				if err := send(client.Message(method, out)); err != nil {
+					return nil, fmt.Errorf("amtsim rpc: %w", err)
+				}
+			}
+		case m.Method == rps.MethodWSMan:
 			req, err := m.PayloadBytes()
 			if err != nil {
 				return nil, fmt.Errorf("amtsim rpc: %w", err)
@@ -105,11 +156,11 @@ func (d *Device) RunRPC(ctx context.Context, o RPCOptions) (*rps.Message, error)
 			if err := send(client.Message(rps.MethodResponse, d.lms(req))); err != nil {
 				return nil, fmt.Errorf("amtsim rpc: %w", err)
 			}
-		case rps.MethodHeartbeatRequest:
+		case m.Method == rps.MethodHeartbeatRequest:
 			if err := send(client.Message(rps.MethodHeartbeatResponse, nil)); err != nil {
 				return nil, fmt.Errorf("amtsim rpc: %w", err)
 			}
-		case rps.MethodSuccess, rps.MethodError:
+		case m.Method == rps.MethodSuccess || m.Method == rps.MethodError:
 			return m, nil
 		default:
 			// rpc-go writes anything else to AMT; the simulator refuses.
@@ -142,7 +193,7 @@ func (d *Device) rpcPayload(adminPassword secret.Value) *rps.Payload {
 	p := &rps.Payload{Ver: d.Version.short(), Build: strconv.Itoa(d.Version.Build), SKU: "16392", UUID: rps.UUID(d.UUID.String()),
 		Username: LocalSystemUser, Password: rps.Password{Value: secret.FromString(d.s.LSAPassword)}, CurrentMode: d.s.ControlMode,
 		Hostname: d.s.HostName, FQDN: suffix, Client: "RPC", CertHashes: hashes,
-		HostnameInfo: rps.HostnameInfo{DNSSuffixOS: suffix, Hostname: d.s.HostName}}
+		HostnameInfo: rps.HostnameInfo{DNSSuffixOS: suffix, Hostname: d.s.HostName}, TLSEnforced: d.TLSEnforced()}
 	if d.s.ControlMode != ModePreProvisioning {
 		p.Password = rps.Password{Value: adminPassword}
 	}

@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,8 +44,18 @@ type AgentServer struct {
 	AllowFrom []netip.Prefix
 	// AppVersion is amtd's version, sent in every message.
 	AppVersion string
-	Log        *slog.Logger
-	Metrics    *metrics.Registry
+	// TunnelTrust is which certificates AMT 19+ devices may present in
+	// the TLS tunnel; "" is TrustODCA (spec/network.md §7).
+	TunnelTrust TunnelTrust
+	// ODCARoots replaces Intel's On-Die CA root as the tunnel's trust
+	// anchor (tests, with amtsim's simulated ODCA); nil: Intel's.
+	ODCARoots []*x509.Certificate
+	// TLSRestartDelay is how long AMT 19+ is given to restart its TLS
+	// stack after CommitChanges before the next connection; 0 is RPS's
+	// delay_tls_timer, 15 s (spec/activation.md §8 step 3).
+	TLSRestartDelay time.Duration
+	Log             *slog.Logger
+	Metrics         *metrics.Registry
 
 	mu     sync.Mutex
 	active map[string]bool
@@ -161,6 +172,17 @@ func (a *AgentServer) serve(ws *websocket.Conn) {
 		return
 	}
 	log = log.With("dev", uuid, "command", cmd.String())
+	if p.TLSEnforced {
+		var caRoot []byte
+		if a.Engine.DeviceCA != nil {
+			caRoot = a.Engine.DeviceCA.RootDER()
+		}
+		trust := a.TunnelTrust
+		if trust == "" {
+			trust = TrustODCA
+		}
+		s.tun = newTunnel(s, log, trust, a.ODCARoots, caRoot, p.CurrentMode != rps.ModePreProvisioning)
+	}
 	if !a.claim(uuid) {
 		fail(cmd.Name, "amtd: another agent session for device "+uuid+" is running")
 		return
@@ -173,7 +195,7 @@ func (a *AgentServer) serve(ws *websocket.Conn) {
 		}
 	}
 	defer release()
-	log.Info("agent command", "ver", p.Ver, "mode", p.CurrentMode)
+	log.Info("agent command", "ver", p.Ver, "mode", p.CurrentMode, "tlsEnforced", p.TLSEnforced)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -260,10 +282,8 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 	if err != nil {
 		return rps.Result{}, err
 	}
-	host := lmsHost(uuid)
-	if p.TLSEnforced {
-		return rps.Result{}, errors.New("amtd: this device enforces TLS on its local ports (AMT 19+); the TLS tunnel is not offered by this appliance yet")
-	}
+	host := s.host(uuid)
+	ccm := a.ccmOptions(s)
 	switch strings.ToLower(ps.Mode) {
 	case "ccm":
 		res := rps.Result{Status: "Failed to activate in client control mode.", Network: "", CIRAConnection: "", TLSConfiguration: ""}
@@ -280,7 +300,7 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 			}
 			return rps.Result{Status: "Client control mode."}, nil
 		}
-		if err := a.Engine.ActivateCCM(ctx, uuid, host, s.dial, p.Username, p.Password.Value, p.Ver); err != nil {
+		if err := a.Engine.ActivateCCM(ctx, uuid, host, s.dial, p.Username, p.Password.Value, p.Ver, ccm); err != nil {
 			return res, err
 		}
 		return a.configure(ctx, s, uuid, host, ps, ModeCCM, rps.Result{Status: "Client control mode."})
@@ -317,6 +337,9 @@ func (a *AgentServer) activate(ctx context.Context, s *agentSession, cmd rps.Com
 		if err != nil {
 			return rps.Result{}, err
 		}
+		if noAdminSetup(p) {
+			return a.activateCCMThenACM(ctx, s, uuid, p, ps, chain, ccm)
+		}
 		if err := a.Engine.ActivateACMAdminSetup(ctx, uuid, host, s.dial, p.Username, p.Password.Value, p.Ver, chain); err != nil {
 			return res, err
 		}
@@ -350,6 +373,13 @@ func (a *AgentServer) configure(ctx context.Context, s *agentSession, uuid, host
 		res.Status += " Configuration failed."
 		return res, err
 	}
+	if ps.TLS {
+		res.TLSConfiguration = "Configured"
+		// AMT restarts its TLS listener with the new certificate.
+		if err := a.afterTLSConfigured(ctx, s); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
 }
 
@@ -369,7 +399,7 @@ func (e *Engine) checkStoredPassword(ctx context.Context, uuid string, given sec
 // (spec/activation.md §5): realm, then Setup with the new admin password,
 // sealed as pending first; then a login as admin before promotion. A Setup
 // whose answer was lost counts as done when the device reports CCM.
-func (e *Engine) ActivateCCM(ctx context.Context, uuid, host string, dial wsman.Dialer, lsaUser string, lsaPass secret.Value, version string) (err error) {
+func (e *Engine) ActivateCCM(ctx context.Context, uuid, host string, dial wsman.Dialer, lsaUser string, lsaPass secret.Value, version string, opts ccmOptions) (err error) {
 	devs, secrets := e.Store.Devices(), e.Store.Secrets()
 	if err := e.ensureDevice(ctx, uuid, version); err != nil {
 		return err
@@ -401,6 +431,14 @@ func (e *Engine) ActivateCCM(ctx context.Context, uuid, host string, dial wsman.
 	if errors.As(setupErr, &re) {
 		return fmt.Errorf("setup: %w", setupErr)
 	}
+	if opts.afterSetup != nil {
+		opts.afterSetup()
+	}
+	if opts.commit {
+		if err := e.commitCCM(ctx, uuid, host, dial, admin, setupErr, opts.restartDelay); err != nil {
+			return err
+		}
+	}
 	// A lost answer is not a failure if the device reports CCM with the new
 	// password (spec/activation.md §5 step 4); any answer is checked the
 	// same way before the password is promoted.
@@ -421,9 +459,6 @@ func (e *Engine) ActivateCCM(ctx context.Context, uuid, host string, dial wsman.
 	return nil
 }
 
-// lmsHost is the Host header of WS-Man through an agent: LMS's non-TLS port.
-func lmsHost(uuid string) string { return uuid + ":16992" }
-
 // adminSession is the admin session an agent's deactivate or maintenance
 // command runs in: the AMT password the agent gave (--password, else the
 // payload's), which must be the stored one.
@@ -435,7 +470,7 @@ func (a *AgentServer) adminSession(ctx context.Context, s *agentSession, cmd rps
 	if err := a.Engine.checkStoredPassword(ctx, uuid, pw); err != nil {
 		return nil, "", secret.Value{}, err
 	}
-	host := lmsHost(uuid)
+	host := s.host(uuid)
 	return wsman.NewClient(s.dial, wsman.Credentials{Host: host, Username: adminUser, Password: pw}), host, pw, nil
 }
 

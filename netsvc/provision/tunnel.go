@@ -25,6 +25,19 @@ type agentSession struct {
 	ws  *websocket.Conn
 	srv rps.Server
 	mu  sync.Mutex // one exchange at a time: the agent relays in order
+	// tun, when set, is the TLS tunnel of a device that enforces TLS on
+	// its local ports (AMT 19+, tlsEnforced): WS-Man goes as TLS records
+	// instead of wsman/response messages (spec/rpc-protocol.md §7).
+	tun *tunnel
+}
+
+// host is the Host header of WS-Man through the agent: LMS's TLS port when
+// the device enforces TLS, else its plain port (spec/rpc-protocol.md §6).
+func (s *agentSession) host(uuid string) string {
+	if s.tun != nil {
+		return uuid + ":16993"
+	}
+	return uuid + ":16992"
 }
 
 func (s *agentSession) send(m *rps.Message) error {
@@ -60,6 +73,9 @@ func (s *agentSession) recv(deadline time.Time) (*rps.Message, error) {
 // message back (spec/rpc-protocol.md §6), so the same WS-Man client and
 // activation code serve the agent path and the network path.
 func (s *agentSession) dial(ctx context.Context) (net.Conn, error) {
+	if s.tun != nil {
+		return s.tun.dial(ctx)
+	}
 	c := &tunnelConn{s: s, ctx: ctx}
 	if dl, ok := ctx.Deadline(); ok {
 		c.deadline = dl

@@ -1,0 +1,263 @@
+package provision
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"amtd/amt/rps"
+	"amtd/amtsim"
+	"amtd/secret"
+	"amtd/store"
+)
+
+func TestIntelODCARoot(t *testing.T) {
+	c := intelODCA()
+	sum := sha256.Sum256(c.Raw)
+	if got := strings.ToUpper(hex.EncodeToString(sum[:])); got != "BEB40BB7507B33967226AA80E084749FBB6593893C642E818D682E9A8D07FC24" {
+		t.Fatalf("ODCA root SHA-256 %s", got)
+	}
+	if c.Subject.CommonName != "www.intel.com" || c.CheckSignatureFrom(c) != nil {
+		t.Fatalf("root %s", c.Subject)
+	}
+}
+
+// tls19 is an AMT 19+ rig: amtd trusts odca as the On-Die CA root.
+type tls19 struct {
+	*agentRig
+	odca *amtsim.ODCA
+	logs *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newTLS19Rig(t *testing.T) *tls19 {
+	t.Helper()
+	r := newAgentRig(t)
+	odca, err := amtsim.NewODCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	r.srv.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r.srv.ODCARoots = []*x509.Certificate{odca.Root}
+	r.srv.TLSRestartDelay = time.Millisecond
+	return &tls19{agentRig: r, odca: odca, logs: logs}
+}
+
+func newDevice19(t *testing.T, cfg amtsim.Config) *amtsim.Device {
+	t.Helper()
+	v, err := amtsim.ParseVersion("19")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Version = v
+	cfg.Net = amtsim.NetIdentity{Suffix: "corp.example.com"}
+	d, err := amtsim.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.TLSEnforced() {
+		t.Fatal("an AMT 19 device does not enforce TLS")
+	}
+	return d
+}
+
+// rpc19 runs rpc-go's TLS-tunnel relay for d (amtsim RunRPC). The relay
+// waits 50 ms of silence instead of rpc-go's 2 s to end a TLS round.
+func (r *tls19) rpc(t *testing.T, d *amtsim.Device, method string, odca *amtsim.ODCA, edit func(*rps.Payload)) *rps.Message {
+	t.Helper()
+	if odca == nil {
+		odca = r.odca
+	}
+	m, err := d.RunRPC(context.Background(), amtsim.RPCOptions{URL: r.url, Command: method, TenantID: enrolToken, Insecure: true, Edit: edit,
+		Timeout: 2 * time.Minute, ODCA: odca, TLSFirstByte: 20 * time.Second, TLSIdle: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestAgentTLSTunnelCCM(t *testing.T) {
+	r := newTLS19Rig(t)
+	d := newDevice19(t, amtsim.Config{})
+	m := r.rpc(t, d, "activate --profile site-ccm", nil, nil)
+	if m.Method != rps.MethodSuccess || status(t, m) != "Client control mode." {
+		t.Fatalf("got %s %q\n%s", m.Method, m.Message, r.logs)
+	}
+	if d.ControlMode() != amtsim.ModeCCM {
+		t.Fatalf("device mode %d", d.ControlMode())
+	}
+	ctx := context.Background()
+	uuid := d.UUID.String()
+	admin, err := r.store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.srv.Engine.verifyMode(ctx, localDial(d), uuid+":16992", admin, ModeCCM); err != nil {
+		t.Fatalf("stored password does not open the device: %v", err)
+	}
+	logs := r.logs.String()
+	for _, want := range []string{"chains to the On-Die CA root", "self-signed certificate after leaving pre-provisioning"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q", want)
+		}
+	}
+	if strings.Contains(logs, admin.RevealString()) {
+		t.Fatal("the admin password is in the logs")
+	}
+
+	// Maintenance and deactivation through the tunnel, as admin.
+	withAdmin := func(p *rps.Payload) { p.Password = rps.Password{Value: admin} }
+	m = r.rpc(t, d, "maintenance -password "+admin.RevealString()+" --synctime", nil, withAdmin)
+	if m.Method != rps.MethodSuccess || status(t, m) != "Time synchronized." {
+		t.Fatalf("synctime: %s %q", m.Method, m.Message)
+	}
+	m = r.rpc(t, d, "deactivate --password "+admin.RevealString(), nil, withAdmin)
+	if m.Method != rps.MethodSuccess || status(t, m) != "Deactivated" || d.ControlMode() != amtsim.ModePreProvisioning {
+		t.Fatalf("deactivate: %s %q mode %d", m.Method, m.Message, d.ControlMode())
+	}
+}
+
+func TestAgentTLSTunnelACM(t *testing.T) {
+	r := newTLS19Rig(t)
+	chain := newChain(t, "corp.example.com")
+	r.srv.Chains = ChainList{{Suffix: "corp.example.com", Cert: chain.cert, Root: chain.root}}
+	ctx := context.Background()
+	if err := r.store.Profiles().Put(ctx, store.Profile{Name: "site-acm", Settings: json.RawMessage(`{"mode":"acm"}`)}, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	hashes := func(p *rps.Payload) { p.CertHashes = []string{chain.rootHash().Hex} }
+	d := newDevice19(t, amtsim.Config{ExtraRootHashes: []amtsim.RootHash{chain.rootHash()}})
+	m := r.rpc(t, d, "activate --profile site-acm", nil, hashes)
+	if m.Method != rps.MethodSuccess || status(t, m) != "Activated to admin control mode." {
+		t.Fatalf("got %s %q\n%s", m.Method, m.Message, r.logs)
+	}
+	if d.ControlMode() != amtsim.ModeACM {
+		t.Fatalf("device mode %d", d.ControlMode())
+	}
+	uuid := d.UUID.String()
+	admin, err := r.store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mebx, err := r.store.Secrets().Current(ctx, uuid, store.MEBx)
+	if err != nil || d.Snapshot().MEBxPassword != mebx.RevealString() {
+		t.Fatalf("MEBx password not set to the stored one (%v)", err)
+	}
+	if rec, _ := r.store.Devices().Get(ctx, uuid); rec.ControlMode != ModeACM || rec.ProvisioningState != StateActivated {
+		t.Fatalf("record %+v", rec)
+	}
+
+	withAdmin := func(pw secret.Value) func(*rps.Payload) {
+		return func(p *rps.Payload) { p.Password = rps.Password{Value: pw} }
+	}
+	m = r.rpc(t, d, "maintenance -password "+admin.RevealString()+" --changepassword", nil, withAdmin(admin))
+	if m.Method != rps.MethodSuccess || status(t, m) != "Password changed." {
+		t.Fatalf("changepassword: %s %q", m.Method, m.Message)
+	}
+	newAdmin, _ := r.store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	if newAdmin.Equal(admin) {
+		t.Fatal("the stored admin password did not change")
+	}
+	if err := r.srv.Engine.verifyMode(ctx, localDial(d), uuid+":16992", newAdmin, ModeACM); err != nil {
+		t.Fatalf("the new password does not open the device: %v", err)
+	}
+	m = r.rpc(t, d, "deactivate --password "+newAdmin.RevealString(), nil, withAdmin(newAdmin))
+	if m.Method != rps.MethodSuccess || d.ControlMode() != amtsim.ModePreProvisioning {
+		t.Fatalf("deactivate: %s %q mode %d", m.Method, m.Message, d.ControlMode())
+	}
+}
+
+// If the upgrade fails, the device is not left in CCM (spec/activation.md
+// §8 step 7); if the commit fails, not in a half-done CCM (§5 step 3).
+func TestAgentTLSTunnelUndo(t *testing.T) {
+	r := newTLS19Rig(t)
+	chain := newChain(t, "corp.example.com")
+	r.srv.Chains = ChainList{{Suffix: "corp.example.com", Cert: chain.cert, Root: chain.root}}
+	if err := r.store.Profiles().Put(context.Background(), store.Profile{Name: "site-acm", Settings: json.RawMessage(`{"mode":"acm"}`)}, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		profile, method, want string
+	}{
+		{"site-acm", "UpgradeClientToAdmin", "returned to pre-provisioning"},
+		{"site-ccm", "CommitChanges", "unprovisioned again"},
+	} {
+		t.Run(c.method, func(t *testing.T) {
+			d := newDevice19(t, amtsim.Config{ExtraRootHashes: []amtsim.RootHash{chain.rootHash()}, Faults: &amtsim.Faults{FailMethod: c.method, FailCode: 1}})
+			m := r.rpc(t, d, "activate --profile "+c.profile, nil, func(p *rps.Payload) { p.CertHashes = []string{chain.rootHash().Hex} })
+			if m.Method != rps.MethodError || !strings.Contains(m.Message, c.want) {
+				t.Fatalf("got %s %q", m.Method, m.Message)
+			}
+			if d.ControlMode() != amtsim.ModePreProvisioning {
+				t.Fatalf("device left in mode %d", d.ControlMode())
+			}
+		})
+	}
+}
+
+// A device whose pre-provisioning chain does not lead to the trusted ODCA
+// root is refused before anything is sent to it; with trust=log it is
+// accepted and what it presented is logged.
+func TestAgentTLSTunnelTrust(t *testing.T) {
+	r := newTLS19Rig(t)
+	other, err := amtsim.NewODCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDevice19(t, amtsim.Config{})
+	m := r.rpc(t, d, "activate --profile site-ccm", other, nil)
+	if m.Method != rps.MethodError || !strings.Contains(m.Message, "does not chain to Intel's On-Die CA root") {
+		t.Fatalf("got %s %q", m.Method, m.Message)
+	}
+	if d.ControlMode() != amtsim.ModePreProvisioning {
+		t.Fatal("device changed")
+	}
+	if rec, err := r.store.Devices().Get(context.Background(), d.UUID.String()); err == nil && rec.ControlMode != 0 {
+		t.Fatalf("record %+v", rec)
+	}
+
+	r.srv.TunnelTrust = TrustLog
+	m = r.rpc(t, d, "activate --profile site-ccm", other, nil)
+	if m.Method != rps.MethodSuccess || d.ControlMode() != amtsim.ModeCCM {
+		t.Fatalf("trust=log: %s %q", m.Method, m.Message)
+	}
+	if !strings.Contains(r.logs.String(), "does not chain to a trusted root; accepted (trust=log)") {
+		t.Fatal("what the device presented is not logged")
+	}
+}
+
+func TestParseTunnelTrust(t *testing.T) {
+	for in, want := range map[string]TunnelTrust{"": TrustODCA, "ODCA": TrustODCA, " log ": TrustLog} {
+		if got, err := ParseTunnelTrust(in); err != nil || got != want {
+			t.Errorf("%q: %q %v", in, got, err)
+		}
+	}
+	if _, err := ParseTunnelTrust("none"); err == nil {
+		t.Error("accepted none")
+	}
+}
