@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,10 +30,15 @@ const (
 	// maxConns: a forwarded console left open must not lock out `amtd
 	// status`. Each device has at most 3 channels anyway (spec/apf.md §7.6).
 	maxStreams = 64
-	// streamLinger is how long, after the client's end-of-file, what the
-	// device still sends is passed on: a CIRA channel has no half-close
-	// (spec/apf.md §7.3), so the device is never told the client is done.
+	// After the client's end-of-file, what the device still sends is
+	// passed on until it is quiet for streamQuiet, for at most streamLinger:
+	// a CIRA channel has no half-close (spec/apf.md §7.3), so the device is
+	// never told the client is done, and a closed client must not hold one
+	// of the device's 3 channels for long.
+	streamQuiet  = 2 * time.Second
 	streamLinger = 30 * time.Second
+	// streamBuffer is what one stream reads from the device at a time.
+	streamBuffer = 32 << 10
 )
 
 // errTooManyStreams is the answer when maxStreams are open.
@@ -51,15 +57,40 @@ func closeWrite(c net.Conn) bool {
 // pipe copies client (read through cr, which may hold bytes read past the
 // request line) to dev and back until one end is done, then closes dev. A
 // client's end-of-file is passed on as a half-close where dev has one, and
-// dev's remaining output is passed on for at most streamLinger; when dev
-// ends, the client gets end-of-file and a little time to close. It returns
-// the bytes copied each way.
+// dev's remaining output is passed on (see streamQuiet); when dev ends, the
+// client gets end-of-file and a little time to close. It returns the bytes
+// copied each way.
 func (s *Server) pipe(client net.Conn, cr io.Reader, dev net.Conn) (up, down int64) {
 	client.SetDeadline(time.Time{})
+	// Checked after clearing the deadline: a Close from now on sets it
+	// again, and one before has closed done.
+	select {
+	case <-s.done:
+		dev.Close()
+		return 0, 0
+	default:
+	}
+	var lingering atomic.Bool
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		down, _ = io.Copy(client, dev)
+		buf := make([]byte, streamBuffer)
+		for {
+			n, err := dev.Read(buf)
+			if n > 0 {
+				if lingering.Load() {
+					dev.SetReadDeadline(time.Now().Add(streamQuiet))
+				}
+				w, werr := client.Write(buf[:n])
+				down += int64(w)
+				if werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
 		// The client sees end-of-file, reads what is left and closes; the
 		// deadline ends the other direction if it does not.
 		closeWrite(client)
@@ -67,7 +98,10 @@ func (s *Server) pipe(client net.Conn, cr io.Reader, dev net.Conn) (up, down int
 	}()
 	up, err := io.Copy(dev, cr)
 	if err == nil { // the client's end-of-file
-		closeWrite(dev)
+		if !closeWrite(dev) {
+			lingering.Store(true)
+			dev.SetReadDeadline(time.Now().Add(streamQuiet))
+		}
 		t := time.NewTimer(streamLinger)
 		select {
 		case <-done:

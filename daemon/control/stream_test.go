@@ -183,3 +183,52 @@ func TestStreamEndsOnServerClose(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestStreamClientEOFWithoutHalfClose: a far end with no half-close (as a
+// CIRA channel) still gets its last output to a client that sent
+// end-of-file, and is closed once it goes quiet, so a finished client does
+// not hold it.
+func TestStreamClientEOFWithoutHalfClose(t *testing.T) {
+	far := make(chan net.Conn, 1)
+	mux := NewMux()
+	mux.Handle("pipe", func(ctx context.Context, args json.RawMessage) (any, error) {
+		a, b := net.Pipe()
+		far <- b
+		return &Stream{Conn: a}, nil
+	})
+	path, _ := serve(t, mux)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cl.Stream(ctx, "pipe", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dev := <-far
+	defer dev.Close()
+	dev.SetDeadline(time.Now().Add(20 * time.Second))
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Write([]byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 7)
+	if _, err := io.ReadFull(dev, got); err != nil || string(got) != "request" {
+		t.Fatalf("far end read %q %v", got, err)
+	}
+	c.(interface{ CloseWrite() error }).CloseWrite()
+	if _, err := dev.Write([]byte("answer")); err != nil {
+		t.Fatalf("far end after the client's end-of-file: %v", err)
+	}
+	b, err := io.ReadAll(c)
+	if err != nil || string(b) != "answer" {
+		t.Fatalf("client read %q %v after its end-of-file, want the answer then end-of-file", b, err)
+	}
+	// The far end is closed once quiet.
+	if n, err := dev.Read(got); err != io.EOF {
+		t.Fatalf("far end: %d %v, want it closed", n, err)
+	}
+}
