@@ -171,6 +171,11 @@ type (
 	DeviceCounter interface{ ConnectedDevices() int }
 	// ActivationCounter is implemented by provisioning: activations in progress.
 	ActivationCounter interface{ ActivationsRunning() int }
+	// ProvisioningReporter is implemented by provisioning: what runs, what
+	// waits, and how it went, for `amtd status`.
+	ProvisioningReporter interface {
+		Provisioning(ctx context.Context) control.ProvisioningStatus
+	}
 	// Commander is implemented by services that answer control socket
 	// commands (e.g. "devices"); the daemon registers them while the service runs.
 	Commander interface {

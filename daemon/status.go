@@ -51,6 +51,26 @@ func (d *daemon) activations() int {
 	return n
 }
 
+// provisioning asks the provisioning service, if one runs, for its
+// progress; outside d.mu, as it reads the store.
+func (d *daemon) provisioning(ctx context.Context) *control.ProvisioningStatus {
+	d.mu.Lock()
+	var pr ProvisioningReporter
+	for _, r := range d.running {
+		if p, ok := r.svc.(ProvisioningReporter); ok {
+			pr = p
+		}
+	}
+	d.mu.Unlock()
+	if pr == nil {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st := pr.Provisioning(cctx)
+	return &st
+}
+
 // summary is the one line sent as STATUS= and shown first by `amtd status`:
 // "2/2 services up (control, dns); 120 devices known, 4 connected; 0 activations running".
 func (d *daemon) summary() string {
@@ -129,6 +149,7 @@ func (d *daemon) statusCommand(ctx context.Context, _ json.RawMessage) (any, err
 		Sockets:     d.sockets(),
 	}
 	rep.UptimeSeconds = int64(d.now().Sub(d.started) / time.Second)
+	rep.Provisioning = d.provisioning(ctx)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	rep.Config = d.cfg.Path

@@ -193,6 +193,9 @@ type Provisioning struct {
 	// AgentAllowFrom lists the subnets agents may connect from
 	// (AgentAllowFrom=, default: any).
 	AgentAllowFrom []netip.Prefix
+	// MaxConcurrentActivations bounds bare-metal activations running at
+	// once (MaxConcurrentActivations=, default 32, 1-1024).
+	MaxConcurrentActivations int
 }
 
 // CIRA is [CIRA]: the APF relay devices connect out to.

@@ -260,6 +260,9 @@ func Keys() []Section {
 			{Name: "AgentAllowFrom", List: true, Values: "subnet", Derived: "none: any source",
 				Doc: "A subnet agents may connect from.",
 				h:   many(parsePrefix, func(t *target) *[]netip.Prefix { return &t.cfg.Provisioning.AgentAllowFrom })},
+			{Name: "MaxConcurrentActivations", Values: "number from 1 to 1024", Default: "32",
+				Doc: "Bare-metal activations run at once. Devices whose hellos come while all are busy wait in a queue (up to 8 times this many) and start as others finish; each WS-Man call keeps its own 30 s timeout. On reload the new limit applies to activations started after it.",
+				h:   one(countIn(1, 1024), func(t *target) *int { return &t.cfg.Provisioning.MaxConcurrentActivations })},
 		}},
 		{Name: "CIRA", Doc: "The relay Intel AMT devices connect out to (CIRA, APF over TLS), with a server certificate from the appliance CA.", Keys: []Key{
 			{Name: "Enable", Values: vBool, Default: "no",

@@ -67,6 +67,7 @@ func (e *Engine) ActivateACMAdminSetup(ctx context.Context, uuid, host string, d
 	if err := e.ensureDevice(ctx, uuid, version); err != nil {
 		return err
 	}
+	e.started("agent-acm")
 	defer e.recordFailure(ctx, uuid, &err)
 	if err := devs.SetState(ctx, uuid, StateActivating, StepConnect, "agent, admin control mode, domain "+chain.Suffix, false); err != nil {
 		return err
@@ -188,6 +189,7 @@ func (e *Engine) UpgradeToACM(ctx context.Context, uuid, host string, dial wsman
 		return fmt.Errorf("domain %s: the provisioning key is %T; AMT takes RSA only", chain.Suffix, chain.Cert.PrivateKey)
 	}
 	devs, secrets := e.Store.Devices(), e.Store.Secrets()
+	e.started("agent-upgrade")
 	defer e.recordFailure(ctx, uuid, &err)
 	if err := devs.SetState(ctx, uuid, StateActivating, StepConnect, "agent, upgrade to admin control mode, domain "+chain.Suffix, false); err != nil {
 		return err

@@ -28,6 +28,7 @@ import (
 	"amtd/amt/digest"
 	"amtd/amt/password"
 	"amtd/amt/wsman"
+	"amtd/daemon/control"
 	"amtd/metrics"
 	"amtd/secret"
 	"amtd/store"
@@ -97,6 +98,10 @@ type Engine struct {
 	CIRA *CIRAConfig
 	// DeviceCA certifies devices' TLS keys for profiles that turn TLS on.
 	DeviceCA DeviceCA
+
+	// progress, when set, counts ends and keeps the last failures for
+	// `amtd status` (the Service's).
+	progress *Progress
 }
 
 // profileFor picks the stored profile for a device (SelectProfile).
@@ -145,11 +150,18 @@ func (e *Engine) now() time.Time {
 	return e.Now()
 }
 
+// count ends an activation or configuration well (activated, resumed,
+// upgraded) or not (failed, from recordFailure).
 func (e *Engine) count(result string) {
-	if e.Metrics != nil {
-		e.Metrics.CounterVec("amtd_activations_total", "Bare-metal activations by result.", "result").With(result).Inc()
+	activationMetrics{e.Metrics}.ended(result)
+	if result != "failed" {
+		e.progress.succeed()
 	}
 }
+
+// started counts an activation starting on path (hello, agent-acm,
+// agent-ccm, agent-upgrade).
+func (e *Engine) started(path string) { activationMetrics{e.Metrics}.started(path) }
 
 // dialer makes a WS-Man dialer to t; chain, when set, is presented as the
 // client certificate (the setup session). AMT's own certificate is
@@ -212,6 +224,7 @@ func (e *Engine) ActivateACM(ctx context.Context, t Target, chain tls.Certificat
 	if err := e.ensureDevice(ctx, uuid, ""); err != nil {
 		return res, err
 	}
+	e.started("hello")
 	log := e.log().With("dev", uuid)
 	defer e.recordFailure(ctx, uuid, &err)
 	if err := devs.SetState(ctx, uuid, StateActivating, StepConnect, t.Addr, false); err != nil {
@@ -229,7 +242,7 @@ func (e *Engine) ActivateACM(ctx context.Context, t Target, chain tls.Certificat
 		} else {
 			log.Info("setup session refused and no stored password opens the device", "setup", err, "resume", rerr)
 		}
-		return res, fmt.Errorf("the device refused the setup session (%w); is it in Setup Mode, and does it trust the domain's root?", err)
+		return res, withReason(ReasonSetupRefused, fmt.Errorf("the device refused the setup session (%w); is it in Setup Mode, and does it trust the domain's root?", err))
 	}
 	res.Realm = gs.DigestRealm
 	if res.Realm == "" {
@@ -486,14 +499,23 @@ func (e *Engine) ensureDevice(ctx context.Context, uuid, version string) error {
 }
 
 // recordFailure, deferred with the function's error, counts a failed
-// activation and says why on the device (last_error, in plain words).
+// activation by the step it failed at and why, keeps it for `amtd status`,
+// and says why on the device (last_error, in plain words).
 func (e *Engine) recordFailure(ctx context.Context, uuid string, err *error) {
 	if *err == nil {
 		return
 	}
+	ctx = context.WithoutCancel(ctx)
+	step := "start"
+	if h, herr := e.Store.Devices().History(ctx, uuid); herr == nil && len(h) > 0 {
+		step = h[len(h)-1].Step
+	}
+	reason := failureReason(*err)
 	e.count("failed")
-	e.log().Warn("activation failed", "dev", uuid, "err", *err)
-	_ = e.Store.Devices().SetState(context.WithoutCancel(ctx), uuid, StateFailed, "error", (*err).Error(), true)
+	activationMetrics{e.Metrics}.failed(step, reason)
+	e.progress.fail(control.ActivationFailure{UUID: uuid, At: e.now(), Step: step, Kind: reason, Reason: (*err).Error()})
+	e.log().Warn("activation failed", "dev", uuid, "step", step, "reason", reason, "err", *err)
+	_ = e.Store.Devices().SetState(ctx, uuid, StateFailed, "error", (*err).Error(), true)
 }
 
 // localSession logs in with the local system account through dial (the

@@ -2,6 +2,7 @@ package provision
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -14,12 +15,14 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"amtd/amt/hello"
+	"amtd/daemon/control"
 	"amtd/metrics"
 	"amtd/store"
 )
@@ -56,8 +59,13 @@ type HelloLimits struct {
 	// the rest are dropped (default 30: a device retries at most every
 	// few seconds).
 	PerSource int
-	// MaxActivations bounds activations running at once (default 32).
+	// MaxActivations bounds activations running at once (default 32;
+	// [Provisioning] MaxConcurrentActivations=).
 	MaxActivations int
+	// MaxQueued bounds devices waiting for a free place (default 8 times
+	// MaxActivations); a hello beyond that is dropped and the device
+	// sends another (spec/activation.md §2.4).
+	MaxQueued int
 	// RetryAfter is how long a device whose activation failed waits before
 	// its next hello starts another (default 30 s).
 	RetryAfter time.Duration
@@ -75,6 +83,9 @@ func (l *HelloLimits) fill() {
 	}
 	if l.MaxActivations <= 0 {
 		l.MaxActivations = 32
+	}
+	if l.MaxQueued <= 0 {
+		l.MaxQueued = 8 * l.MaxActivations
 	}
 	if l.RetryAfter <= 0 {
 		l.RetryAfter = 30 * time.Second
@@ -102,11 +113,28 @@ type HelloListener struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	conns    chan struct{}
-	acts     chan struct{}
-	inflight map[string]bool
+	inflight map[string]bool      // UUIDs running or queued
 	notUntil map[string]time.Time // UUID -> no new activation before
 	sources  map[netip.Addr]*window
-	running  int
+	// Activations: at most Limits.MaxActivations run; the rest wait in
+	// queue, first come first, and a finishing activation starts the next.
+	running map[string]activation
+	queue   []pendingHello
+	closing bool // Close was called: no queued activation starts
+}
+
+// activation is one running in the listener, for `amtd status`.
+type activation struct {
+	addr    string
+	started time.Time
+}
+
+// pendingHello is a device waiting for a free place.
+type pendingHello struct {
+	uuid  string
+	src   netip.Addr
+	chain *Chain
+	since time.Time
 }
 
 type window struct {
@@ -138,8 +166,8 @@ func (h *HelloListener) Serve(ln net.Listener) {
 	h.ln = ln
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	h.conns = make(chan struct{}, h.Limits.MaxConns)
-	h.acts = make(chan struct{}, h.Limits.MaxActivations)
 	h.inflight, h.notUntil, h.sources = map[string]bool{}, map[string]time.Time{}, map[netip.Addr]*window{}
+	h.running, h.queue, h.closing = map[string]activation{}, nil, false
 	h.mu.Unlock()
 	h.wg.Add(1)
 	go h.accept()
@@ -147,10 +175,13 @@ func (h *HelloListener) Serve(ln net.Listener) {
 
 // Close stops accepting and waits for connections and activations until ctx
 // ends; activations still running then are cancelled (they resume on the
-// device's next hello).
+// device's next hello). Queued devices are dropped: their next hello goes
+// to the listener that replaces this one on reload.
 func (h *HelloListener) Close(ctx context.Context) error {
 	h.mu.Lock()
 	ln := h.ln
+	h.closing = true
+	h.queue = nil
 	h.mu.Unlock()
 	if ln == nil {
 		return nil
@@ -175,7 +206,33 @@ func (h *HelloListener) Close(ctx context.Context) error {
 func (h *HelloListener) ActivationsRunning() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.running
+	return len(h.running)
+}
+
+// queued is the number of devices waiting for a free place.
+func (h *HelloListener) queued() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.queue)
+}
+
+// progress lists the activations running, oldest first, and the devices
+// queued, first come first.
+func (h *HelloListener) progress() ([]control.ActivationProgress, []control.QueuedDevice) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	run := make([]control.ActivationProgress, 0, len(h.running))
+	for uuid, a := range h.running {
+		run = append(run, control.ActivationProgress{UUID: uuid, Path: "hello", Address: a.addr, Started: a.started})
+	}
+	slices.SortFunc(run, func(a, b control.ActivationProgress) int {
+		return cmp.Or(a.Started.Compare(b.Started), cmp.Compare(a.UUID, b.UUID))
+	})
+	q := make([]control.QueuedDevice, 0, len(h.queue))
+	for _, p := range h.queue {
+		q = append(q, control.QueuedDevice{UUID: p.uuid, Address: p.src.String(), Since: p.since})
+	}
+	return run, q
 }
 
 func (h *HelloListener) accept() {
@@ -308,33 +365,64 @@ func (h *HelloListener) received(src netip.Addr, msg *hello.Hello) {
 		h.finish(uuid, false)
 		return
 	}
-	select {
-	case h.acts <- struct{}{}:
-	default:
-		// Too many activations at once: the device sends its next hello
-		// soon (spec/activation.md §2.4).
-		h.count("dropped-busy")
+	p := pendingHello{uuid: uuid, src: src, chain: chain, since: now}
+	h.mu.Lock()
+	switch {
+	case h.closing:
+		h.mu.Unlock()
 		h.finish(uuid, false)
 		return
+	case len(h.running) < h.Limits.MaxActivations:
+		h.start(p, now)
+		h.mu.Unlock()
+		h.count("accepted")
+		h.wg.Add(1)
+		go h.work(p)
+		return
+	case len(h.queue) < h.Limits.MaxQueued:
+		// Every place is taken: the device waits in Setup Mode (for hours,
+		// spec/activation.md §2.4) and is connected to when one frees.
+		h.queue = append(h.queue, p)
+		n := len(h.queue)
+		h.mu.Unlock()
+		h.count("queued")
+		log.Info("hello: every activation place is taken; queued", "position", n)
+		return
 	}
-	h.count("accepted")
-	h.mu.Lock()
-	h.running++
 	h.mu.Unlock()
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		defer func() { <-h.acts }()
-		t := Target{UUID: uuid, Addr: net.JoinHostPort(src.String(), strconv.Itoa(h.AMTPort))}
-		_, err := h.Engine.ActivateACM(h.ctx, t, chain.Cert)
+	// The queue is full too: the device sends its next hello soon
+	// (spec/activation.md §2.4).
+	h.count("dropped-busy")
+	h.finish(uuid, false)
+}
+
+// start marks p running; h.mu is held.
+func (h *HelloListener) start(p pendingHello, now time.Time) {
+	h.running[p.uuid] = activation{addr: p.src.String(), started: now}
+}
+
+// work activates p and then, holding its place, the queued devices in turn
+// until the queue is empty or the listener closes.
+func (h *HelloListener) work(p pendingHello) {
+	defer h.wg.Done()
+	for {
+		t := Target{UUID: p.uuid, Addr: net.JoinHostPort(p.src.String(), strconv.Itoa(h.AMTPort))}
+		_, err := h.Engine.ActivateACM(h.ctx, t, p.chain.Cert)
 		if err == nil {
-			err = h.afterActivation(t, chain.Suffix)
+			err = h.afterActivation(t, p.chain.Suffix)
 		}
 		h.mu.Lock()
-		h.running--
+		delete(h.running, p.uuid)
+		h.finishLocked(p.uuid, err == nil)
+		if h.closing || len(h.queue) == 0 {
+			h.mu.Unlock()
+			return
+		}
+		p = h.queue[0]
+		h.queue = slices.Delete(h.queue, 0, 1)
+		h.start(p, time.Now())
 		h.mu.Unlock()
-		h.finish(uuid, err == nil)
-	}()
+	}
 }
 
 // afterActivation configures what the device's profile asks (CIRA).
@@ -355,6 +443,10 @@ func (h *HelloListener) afterActivation(t Target, suffix string) error {
 func (h *HelloListener) finish(uuid string, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.finishLocked(uuid, ok)
+}
+
+func (h *HelloListener) finishLocked(uuid string, ok bool) {
 	delete(h.inflight, uuid)
 	if !ok {
 		h.notUntil[uuid] = time.Now().Add(h.Limits.RetryAfter)

@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"amtd/daemon/config"
+	"amtd/daemon/control"
 	"amtd/netsvc"
 	"amtd/secret"
 	"amtd/store"
@@ -50,6 +52,8 @@ type Service struct {
 	opts   Options
 	listen string
 	http   *http.Server
+
+	progress *Progress // since this instance started
 
 	// The expiry watch (issue 5): see checkExpiry.
 	expiryTick func() (<-chan time.Time, func()) // the daily tick; a test's own in tests
@@ -100,7 +104,12 @@ func New(cfg *config.Config, deps netsvc.Deps, opts Options) (*Service, error) {
 	if listen == "" {
 		listen = "0.0.0.0:9971"
 	}
-	eng := &Engine{Store: deps.Store, Log: deps.Log, Metrics: deps.Metrics, Now: deps.Now, DeviceCA: opts.DeviceCA}
+	now := time.Now
+	if deps.Now != nil {
+		now = deps.Now
+	}
+	prog := newProgress(now())
+	eng := &Engine{Store: deps.Store, Log: deps.Log, Metrics: deps.Metrics, Now: deps.Now, DeviceCA: opts.DeviceCA, progress: prog}
 	if cfg.CIRA.Enable {
 		if len(opts.CIRARootDER) == 0 {
 			return nil, errors.New("provisioning: [CIRA] is enabled but the appliance root is missing")
@@ -113,8 +122,12 @@ func New(cfg *config.Config, deps netsvc.Deps, opts Options) (*Service, error) {
 		eng.CIRA = &CIRAConfig{Server: cfg.Site.Hostname, Port: port, RootDER: opts.CIRARootDER}
 	}
 	domains := append([]string(nil), cfg.Site.Domains...)
-	s := &Service{cfg: cfg, deps: deps, opts: opts, listen: listen}
+	s := &Service{cfg: cfg, deps: deps, opts: opts, listen: listen, progress: prog}
 	s.hl = &HelloListener{
+		// A reload builds a new listener with the new limit: it applies to
+		// activations started after it, while the old instance finishes
+		// its own (daemon.apply closes it after the new one serves).
+		Limits: HelloLimits{MaxActivations: cfg.Provisioning.MaxConcurrentActivations},
 		Engine: eng,
 		Chains: opts.Chains,
 		// The option-15 domain amtd serves is the site's (spec/activation.md
@@ -123,6 +136,7 @@ func New(cfg *config.Config, deps netsvc.Deps, opts Options) (*Service, error) {
 		Log:      deps.Log,
 		Metrics:  deps.Metrics,
 	}
+	s.hl.Limits.fill()
 	if pv := cfg.Provisioning; pv.AgentListen != "" {
 		tok, err := ReadAgentToken(pv.AgentTokenFile)
 		if err != nil {
@@ -195,11 +209,36 @@ func (s *Service) Status() string {
 	if s.agent != nil {
 		agents = "agents on " + s.cfg.Provisioning.AgentListen
 	}
-	st := fmt.Sprintf("%d activations running; %s", s.hl.ActivationsRunning(), agents)
+	var c control.ProvisioningStatus
+	s.progress.counts(&c)
+	st := fmt.Sprintf("%d activations running, %d queued, %d done, %d failed since %s; %s",
+		s.hl.ActivationsRunning(), s.hl.queued(), c.Succeeded, c.Failed, c.Since.Local().Format(time.TimeOnly), agents)
 	s.expiryMu.Lock()
 	defer s.expiryMu.Unlock()
 	if s.expiryNote != "" {
 		st += "; " + s.expiryNote
+	}
+	return st
+}
+
+// Provisioning is the progress report of `amtd status`: the activations
+// running (bare-metal ones and agent sessions) with the step the device's
+// history last records, the devices queued, and the counts and failures
+// since this instance started.
+func (s *Service) Provisioning(ctx context.Context) control.ProvisioningStatus {
+	st := control.ProvisioningStatus{MaxConcurrent: s.hl.Limits.MaxActivations, MaxQueued: s.hl.Limits.MaxQueued}
+	st.Running, st.Queued = s.hl.progress()
+	if s.agent != nil {
+		st.Running = append(st.Running, agentSessions(s.agent)...)
+	}
+	s.progress.counts(&st)
+	devs := s.deps.Store.Devices()
+	for i := range st.Running {
+		r := &st.Running[i]
+		if h, err := devs.History(ctx, r.UUID); err == nil && len(h) > 0 {
+			last := h[len(h)-1]
+			r.Step, r.StepDetail, r.StepSince = last.Step, last.Detail, last.Time
+		}
 	}
 	return st
 }
@@ -289,4 +328,17 @@ func (s *Service) checkExpiry(ctx context.Context) {
 	s.expiryMu.Lock()
 	s.expiryNote = strings.Join(notes, "; ")
 	s.expiryMu.Unlock()
+}
+
+// agentSessions lists the devices agents are working on now (activations,
+// and maintenance or deactivation), by UUID.
+func agentSessions(a *AgentServer) []control.ActivationProgress {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]control.ActivationProgress, 0, len(a.active))
+	for uuid := range a.active {
+		out = append(out, control.ActivationProgress{UUID: uuid, Path: "agent"})
+	}
+	slices.SortFunc(out, func(x, y control.ActivationProgress) int { return strings.Compare(x.UUID, y.UUID) })
+	return out
 }
