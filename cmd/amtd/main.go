@@ -45,6 +45,7 @@ func commands() []command {
 		{"apikey", "manage console API keys: create one for a role, list them, revoke one (apikey create|list|revoke)", cmdAPIKey},
 		{"agent-token", "write a new enrolment token for rpc-go agents ([Provisioning] AgentTokenFile=)", cmdAgentToken},
 		{"usb-setup", "write a USB setup.bin for one-touch setup of machines in a domain (usb-setup, usb-setup list|export)", cmdUSBSetup},
+		{"forward", "tunnel a local TCP port to a device's AMT port over its CIRA link (forward UUID --port 16993)", cmdForward},
 		{"devices", "list devices and show one's provisioning state, history and stored password states (devices list|show|history)", cmdDevices},
 		{"store", "manage the encrypted credential store (init, rotate-key, backup, verify, export-secret)", cmdStore},
 		{"domain", "manage provisioning domains and their certificates (domain add|list|show|replace-cert|remove)", cmdDomain},
