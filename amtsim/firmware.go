@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"amtd/amt/password"
 )
@@ -289,6 +290,10 @@ func (d *Device) CommitChanges(sess Session) int {
 	return ptSuccess
 }
 
+// unprovisionDropDelay is how long after Unprovision the CIRA tunnel
+// stays up for the reply to leave.
+const unprovisionDropDelay = time.Second
+
 // Unprovision returns the device to pre-provisioning: passwords, keys,
 // certificates, CIRA and TLS settings go, user-added root hashes are
 // deleted (spec/activation.md §10); the realm, UUID and the MEBx PKI DNS
@@ -314,7 +319,10 @@ func (d *Device) Unprovision(mode int) int {
 	d.dsrv = nil
 	d.commitLocked()
 	d.log.Info("Unprovision: pre-provisioning")
-	go d.ciraReconcile()
+	// The tunnel goes once the answer is out: AMT replies to an Unprovision
+	// that came over CIRA (MPS's deactivate reads its ReturnValue), then
+	// drops the link its MPS settings no longer allow.
+	time.AfterFunc(unprovisionDropDelay, d.ciraReconcile)
 	return ptSuccess
 }
 

@@ -124,9 +124,13 @@ func (s *Service) powerState(w http.ResponseWriter, r *http.Request) (string, in
 // sleep, 5 power cycle, 6 off-hard, 7 hibernate, 8 off-soft, 10 master bus
 // reset, 11 NMI, 12 off-soft graceful, 13 off-hard graceful, 14 master bus
 // reset graceful, 15/16 graceful power cycles, 17 diagnostic interrupt;
-// not 9). MPS's 100+ (boot options, spec/redirection.md §7.2 bootOptions)
-// and 500/501 (OS power saving) are not here yet: refused with 400.
+// not 9). MPS's 100+ are boot options (POST /amt/power/bootOptions,
+// amt_settings.go); 500/501 (OS power saving) are validOSPowerAction.
 func validPowerAction(n int) bool { return n >= 2 && n <= 17 && n != 9 }
+
+// validOSPowerAction: MPS's 500 (OS to full power) and 501 (OS to power
+// saving), run by osPowerSaving (amt_settings.go).
+func validOSPowerAction(n int) bool { return n == osToFullPower || n == osToPowerSaving }
 
 // returnValueStr names CIM_PowerManagementService.RequestPowerStateChange's
 // return codes (DMTF CIM_PowerManagementService: 0 completed, 1 not
@@ -139,7 +143,8 @@ var returnValueStr = map[int]string{0: "SUCCESS", 1: "NOT_SUPPORTED", 2: "UNKNOW
 
 // powerAction is POST /api/v1/amt/power/action/{guid} with {"action": N}.
 // The answer is MPS's: {"Body": {"ReturnValue": N, "ReturnValueStr": ...}},
-// 200 whatever the device's ReturnValue (as MPS).
+// 200 whatever the device's ReturnValue (as MPS). 500 and 501 change the
+// OS power saving state instead (osPowerSaving).
 func (s *Service) powerAction(w http.ResponseWriter, r *http.Request) (string, int) {
 	var req struct {
 		Action *int `json:"action"`
@@ -147,38 +152,21 @@ func (s *Service) powerAction(w http.ResponseWriter, r *http.Request) (string, i
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || req.Action == nil {
-		return "amt", writeError(w, http.StatusBadRequest, `want a JSON body {"action": N} with N a DMTF power state (2-8, 10-17)`)
+		return "amt", writeError(w, http.StatusBadRequest, `want a JSON body {"action": N} with N a DMTF power state (2-8, 10-17) or 500/501 (OS to full power/power saving)`)
 	}
-	if !validPowerAction(*req.Action) {
+	if !validPowerAction(*req.Action) && !validOSPowerAction(*req.Action) {
 		return "amt", writeError(w, http.StatusBadRequest, "action "+strconv.Itoa(*req.Action)+
-			" is not a power state amtd sends: use 2 (on), 5 (power cycle), 8 (off-soft), 10 (reset), ... (2-8, 10-17); boot options (100+) and OS power saving (500, 501) are not supported yet")
+			" is not a power action amtd sends: use 2 (on), 5 (power cycle), 8 (off-soft), 10 (reset), ... (2-8, 10-17), or 500/501 (OS to full power/power saving); boot options (100+) go to POST /api/v1/amt/power/bootOptions/{guid}")
 	}
 	c, done, u, obj, st, ok := s.deviceClient(w, r)
 	if !ok {
 		return obj, st
 	}
 	defer done()
-	in := wsman.RequestPowerStateChangeInput{PowerState: *req.Action, ManagedElement: wsman.ManagedSystem()}
-	err := c.Invoke(r.Context(), "CIM_PowerManagementService", "RequestPowerStateChange", in.Params(), nil)
-	code := 0
-	var re *wsman.ReturnError
-	if errors.As(err, &re) {
-		code, err = re.Code, nil
+	if validOSPowerAction(*req.Action) {
+		return obj, s.osPowerSaving(w, r, c, u, *req.Action)
 	}
-	if err != nil {
-		return obj, s.deviceError(w, u, err)
-	}
-	str, ok := returnValueStr[code]
-	if !ok {
-		str = "UNKNOWN_ERROR"
-	}
-	type body struct {
-		ReturnValue    int    `json:"ReturnValue"`
-		ReturnValueStr string `json:"ReturnValueStr"`
-	}
-	return obj, writeJSON(w, http.StatusOK, struct {
-		Body body `json:"Body"`
-	}{body{code, str}})
+	return obj, s.sendPowerChange(w, r, c, u, *req.Action)
 }
 
 // amtVersion is GET /api/v1/amt/version/{guid}: every CIM_SoftwareIdentity

@@ -249,7 +249,7 @@ func TestAMTOverCIRA(t *testing.T) {
 		t.Fatalf("viewer power action: %d %s, device %d", st, b, d.PowerState())
 	}
 	// Bad actions are refused before the device is asked.
-	for _, body := range []string{`{"action": 1}`, `{"action": 9}`, `{"action": 18}`, `{"action": 500}`, `{}`, `{"action": "8"}`, `not json`, `{"action": 8, "x": 1}`} {
+	for _, body := range []string{`{"action": 1}`, `{"action": 9}`, `{"action": 18}`, `{"action": 101}`, `{"action": 502}`, `{}`, `{"action": "8"}`, `not json`, `{"action": 8, "x": 1}`} {
 		if st, b := call("POST", "/api/v1/amt/power/action/"+simUUID, operator, body); st != 400 || d.PowerState() != 2 {
 			t.Fatalf("action body %s: %d %s, device %d", body, st, b, d.PowerState())
 		}
