@@ -16,8 +16,9 @@ import (
 const profileUsage = `Usage: amtd profile add|list|show|remove [NAME] [OPTIONS]
 
 Commands:
-  add NAME      create or replace a profile: --mode acm|ccm, --cira/--no-cira, and which devices
-                it is for without an agent naming it: --uuid U, --suffix S (repeatable), --default
+  add NAME      create or replace a profile: --mode acm|ccm, --cira/--no-cira, --network
+                dhcp|static|keep, and which devices it is for without an agent naming it:
+                --uuid U, --suffix S (repeatable), --default
   list          every profile, one line each
   show NAME     one profile as JSON
   remove NAME   delete a profile
@@ -81,6 +82,7 @@ func profileAdd(c *cli, args []string) int {
 	sol := f.fs.Bool("sol", false, "turn serial-over-LAN on")
 	ider := f.fs.Bool("ider", false, "turn IDE redirection on")
 	consent := f.fs.String("user-consent", "all", "which redirection sessions need the user's consent `CODE`: none, kvm or all (CCM: all)")
+	network := f.fs.String("network", "keep", "the wired port's IP `SETTING`: dhcp (AMT shares the host's DHCP address), static (AMT shares the host OS's static address, kept in sync) or keep (leave it); Wi-Fi and 802.1X are not supported")
 	reason := f.fs.String("reason", "profile change", "why, for the audit trail")
 	pos, code := f.parse(c, args, 1)
 	if code >= 0 {
@@ -98,7 +100,12 @@ func profileAdd(c *cli, args []string) int {
 		fmt.Fprintf(c.stderr, "amtd profile add: %q is not a valid name: use up to 64 letters, digits, '-', '_' and '.' (rpc-go passes it as --profile NAME)\n", name)
 		return exitUsage
 	}
-	settings := provision.ProfileSettings{Mode: strings.ToLower(*mode), CIRA: *cira && !*noCIRA, TLS: *tlsOn}
+	netMode, err := provision.ParseNetwork(*network)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "amtd profile add: --%v\n", err)
+		return exitUsage
+	}
+	settings := provision.ProfileSettings{Mode: strings.ToLower(*mode), CIRA: *cira && !*noCIRA, TLS: *tlsOn, Network: netMode}
 	if features {
 		settings.Features = &provision.Features{KVM: *kvm, SOL: *sol, IDER: *ider, UserConsent: strings.ToLower(*consent)}
 	}
@@ -161,6 +168,12 @@ func describeProfile(s provision.ProfileSettings, m provision.MatchRules) string
 	}
 	if s.TLS {
 		parts = append(parts, "TLS")
+	}
+	switch s.Network {
+	case provision.NetworkDHCP:
+		parts = append(parts, "network DHCP")
+	case provision.NetworkStatic:
+		parts = append(parts, "network static (synced with the host)")
 	}
 	if f := s.Features; f != nil {
 		var on []string

@@ -56,6 +56,9 @@ func TestProfileCLI(t *testing.T) {
 		{[]string{"add", "x", "--uuid", "nope"}, exitUsage, "--uuid nope"},
 		{[]string{"show", "nope"}, exitFailure, "no profile nope"},
 		{[]string{"remove", "nope"}, exitFailure, "no profile nope"},
+		{[]string{"add", "x", "--network", "wifi"}, exitUsage, "Wi-Fi and 802.1X are not supported"},
+		{[]string{"add", "x", "--network", "802.1x"}, exitUsage, "configures the wired port only"},
+		{[]string{"add", "x", "--network", "bootp"}, exitUsage, "want dhcp, static or keep"},
 	} {
 		code, _, errs := run(c.args...)
 		if code != c.code || !strings.Contains(errs, c.want) {
@@ -67,6 +70,15 @@ func TestProfileCLI(t *testing.T) {
 	}
 	if code, out, errs := run("add", "secure", "--mode", "acm", "--tls"); code != exitOK || !strings.Contains(out, "ACM, CIRA, TLS;") {
 		t.Fatalf("add with TLS: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := run("add", "lan", "--mode", "acm", "--network", "static"); code != exitOK || !strings.Contains(out, "ACM, CIRA, network static (synced with the host);") {
+		t.Fatalf("add with network: %d %s %s", code, out, errs)
+	}
+	if code, out, _ := run("show", "lan"); code != exitOK || !strings.Contains(out, `"network": "static"`) {
+		t.Fatalf("show lan: %s", out)
+	}
+	if code, out, _ := run("show", "desk"); code != exitOK || strings.Contains(out, `"network"`) {
+		t.Fatalf("a profile without --network keeps the port, and says nothing of it: %s", out)
 	}
 	if code, out, _ := run("show", "desk"); code != exitOK || !strings.Contains(out, `"userConsent": "none"`) || !strings.Contains(out, `"kvm": true`) {
 		t.Fatalf("show desk: %s", out)

@@ -113,10 +113,16 @@ func (e *Engine) profileFor(ctx context.Context, uuid, suffix string) (string, P
 	return SelectProfile(ps, uuid, suffix)
 }
 
-// configure runs what the profile asks after activation: CIRA, when the
-// profile wants it and this appliance runs the relay; then redirection and
-// user consent, when the profile sets them.
+// configure runs what the profile asks after activation: the wired port's
+// network settings first (spec/activation.md §9: network comes before the
+// rest), then CIRA, when the profile wants it and this appliance runs the
+// relay; then redirection and user consent, when the profile sets them.
 func (e *Engine) configure(ctx context.Context, uuid, host string, dial wsman.Dialer, ps ProfileSettings, mode int) (cira bool, err error) {
+	if ps.Network != NetworkKeep {
+		if err := e.configureNetwork(ctx, uuid, host, dial, ps.Network); err != nil {
+			return false, err
+		}
+	}
 	if ps.CIRA && e.CIRA != nil {
 		cira = true
 		if err := e.configureCIRA(ctx, uuid, host, dial, *e.CIRA); err != nil {

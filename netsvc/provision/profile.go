@@ -25,6 +25,14 @@ type ProfileSettings struct {
 	// Features, when set, are the redirection and consent settings given
 	// to the device; nil leaves the device's own.
 	Features *Features `json:"features,omitempty"`
+	// Network is what the wired port gets: NetworkDHCP, NetworkStatic, or
+	// NetworkKeep ("", the device's own).
+	Network string `json:"network,omitempty"`
+	// WiFi and IEEE8021x are read only to refuse them: a profile written
+	// for RPS with wireless or 802.1X settings must not pass as applied.
+	// Pointers keep the settings comparable.
+	WiFi      *json.RawMessage `json:"wifi,omitempty"`
+	IEEE8021x *json.RawMessage `json:"ieee8021x,omitempty"`
 }
 
 // Validate checks the settings.
@@ -33,6 +41,14 @@ func (s ProfileSettings) Validate() error {
 	case "acm", "ccm":
 	default:
 		return fmt.Errorf("mode %q: want acm or ccm", s.Mode)
+	}
+	if s.WiFi != nil || s.IEEE8021x != nil {
+		return errors.New(errWireless)
+	}
+	if s.Network != NetworkKeep {
+		if _, ok := networkModes[s.Network]; !ok {
+			return fmt.Errorf("network %q: want dhcp, static or keep", s.Network)
+		}
 	}
 	return s.Features.validate(s.Mode)
 }
