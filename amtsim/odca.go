@@ -8,8 +8,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"sync"
 	"time"
 )
@@ -46,6 +49,51 @@ func NewODCA() (*ODCA, error) {
 		return nil, err
 	}
 	return &ODCA{Root: root, key: key, chains: map[*Device]*tls.Certificate{}}, nil
+}
+
+// LoadODCA reads a simulated ODCA root from path (PEM certificate and EC
+// key), creating it there (mode 0600) when the file does not exist, and
+// writes the certificate alone to path+".crt" for the server to trust.
+func LoadODCA(path string) (*ODCA, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		o, err := NewODCA()
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalECPrivateKey(o.key.(*ecdsa.PrivateKey))
+		if err != nil {
+			return nil, err
+		}
+		crt := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.Root.Raw})
+		out := append(crt, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})...)
+		if err := os.WriteFile(path, out, 0o600); err != nil {
+			return nil, fmt.Errorf("amtsim: ODCA root: %w", err)
+		}
+		if err := os.WriteFile(path+".crt", crt, 0o644); err != nil {
+			return nil, fmt.Errorf("amtsim: ODCA root: %w", err)
+		}
+		return o, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("amtsim: ODCA root: %w", err)
+	}
+	o := &ODCA{chains: map[*Device]*tls.Certificate{}}
+	for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
+		switch blk.Type {
+		case "CERTIFICATE":
+			o.Root, err = x509.ParseCertificate(blk.Bytes)
+		case "EC PRIVATE KEY":
+			o.key, err = x509.ParseECPrivateKey(blk.Bytes)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("amtsim: ODCA root %s: %w", path, err)
+		}
+	}
+	if o.Root == nil || o.key == nil {
+		return nil, fmt.Errorf("amtsim: ODCA root %s: want a CERTIFICATE and an EC PRIVATE KEY block", path)
+	}
+	return o, nil
 }
 
 var (

@@ -197,5 +197,13 @@ func (d *Device) rpcPayload(adminPassword secret.Value) *rps.Payload {
 	if d.s.ControlMode != ModePreProvisioning {
 		p.Password = rps.Password{Value: adminPassword}
 	}
+	// The OS's view of the network: rpc-go sends the active interface's
+	// address (maintenance --syncip's default) and DHCP as the OS uses it.
+	if d.net.IP.IsValid() {
+		p.IPConfiguration = rps.IPConfiguration{DHCP: true, IPAddress: d.net.IP.String()}
+		if d.net.DNS.IsValid() {
+			p.IPConfiguration.PrimaryDNS = d.net.DNS.Addr().String()
+		}
+	}
 	return p
 }

@@ -63,6 +63,7 @@ type options struct {
 	rpcCommand    string
 	rpcTenant     string
 	rpcInsecure   bool
+	odcaPath      string
 	helloPort     int
 	helloInterval time.Duration
 	helloAttempts int
@@ -106,6 +107,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.rpcCommand, "rpc-command", "activate --profile default", "the rpc-go command to send with -rpc")
 	fs.StringVar(&o.rpcTenant, "rpc-tenantid", "", "rpc-go's --tenantid (amtd's enrolment token) with -rpc")
 	fs.BoolVar(&o.rpcInsecure, "rpc-skip-cert-check", false, "rpc-go's -n: do not verify the server's certificate")
+	fs.StringVar(&o.odcaPath, "odca", "", "with -rpc, the simulated On-Die CA root (PEM certificate and key; created if missing, its certificate also written to FILE.crt for amtd to trust) that issues the local TLS chains of AMT 19+ devices; default: a new root each run")
 	fs.IntVar(&o.helloPort, "hello-port", 9971, "port hellos are sent to (a setup.bin record's port wins)")
 	fs.DurationVar(&o.helloInterval, "hello-interval", amtsim.DefaultHelloSchedule.Interval, "first interval between hellos, doubling (a guess: the real schedule is unverified)")
 	fs.IntVar(&o.helloAttempts, "hello-attempts", amtsim.DefaultHelloSchedule.Attempts, "hellos per device at most")
@@ -296,13 +298,21 @@ func runFleet(ctx context.Context, o options, log *slog.Logger) error {
 // runRPC plays rpc-go on every device's host, 16 at a time, and logs how
 // each session ended.
 func runRPC(ctx context.Context, o options, devices []*amtsim.Device, log *slog.Logger) {
+	var odca *amtsim.ODCA
+	if o.odcaPath != "" {
+		var err error
+		if odca, err = amtsim.LoadODCA(o.odcaPath); err != nil {
+			log.Error("rpc: no ODCA root", "err", err)
+			return
+		}
+	}
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
 	for _, d := range devices {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			m, err := d.RunRPC(ctx, amtsim.RPCOptions{URL: o.rpcURL, Command: o.rpcCommand, TenantID: o.rpcTenant, Insecure: o.rpcInsecure})
+			m, err := d.RunRPC(ctx, amtsim.RPCOptions{URL: o.rpcURL, Command: o.rpcCommand, TenantID: o.rpcTenant, Insecure: o.rpcInsecure, ODCA: odca})
 			switch {
 			case err != nil:
 				log.Warn("rpc failed", "uuid", d.UUID.String(), "err", err)

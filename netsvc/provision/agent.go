@@ -547,6 +547,17 @@ func (a *AgentServer) maintenance(ctx context.Context, s *agentSession, cmd rps.
 			_ = devs.Put(ctx, d)
 		}
 		return rps.Result{Status: "Host name synchronized."}, nil
+	case rps.TaskSyncIP:
+		ip, err := a.syncIP(ctx, c, p.IPConfiguration)
+		if err != nil {
+			return rps.Result{Status: "IP synchronization failed."}, err
+		}
+		devs := a.Engine.Store.Devices()
+		if d, err := devs.Get(ctx, uuid); err == nil && ip.IsValid() && !slices.Contains(d.Addresses, ip) {
+			d.Addresses = append(d.Addresses, ip)
+			_ = devs.Put(ctx, d)
+		}
+		return rps.Result{Status: "IP synchronized."}, nil
 	case rps.TaskSyncDeviceInfo:
 		// What the agent read over HECI goes into the device record.
 		devs := a.Engine.Store.Devices()
@@ -563,5 +574,98 @@ func (a *AgentServer) maintenance(ctx context.Context, s *agentSession, cmd rps.
 		}
 		return rps.Result{Status: "Device info synchronized."}, nil
 	}
-	return rps.Result{}, fmt.Errorf("amtd: maintenance --%s is not offered by this appliance yet (synctime, synchostname, syncdeviceinfo and changepassword are)", cmd.Task)
+	return rps.Result{}, fmt.Errorf("amtd: maintenance --%s is not offered by this appliance", cmd.Task)
+}
+
+// RPS's syncip failures (src/stateMachines/maintenance/syncIP.ts), with
+// its texts, which rpc-go users search for.
+var (
+	errNoWiredSettings     = errors.New("Device has no wired configuration settings") //lint:ignore ST1005 RPS's text
+	errWirelessOnly        = errors.New("Not applicable for wireless only device")    //lint:ignore ST1005 RPS's text
+	errAlreadySynchronized = errors.New("IPAddress already synchronized")
+)
+
+// syncIP runs `rpc maintenance --syncip` as RPS does: the wired
+// AMT_EthernetPortSettings (InstanceID "… Settings 0"; "… Settings 1" is
+// wireless) gets the host's address that rpc-go sent in ipConfiguration
+// (--staticip/--netmask/…, else the OS interface's). A device on DHCP is
+// put back to following the host instead (IpSyncEnabled, no static fields);
+// a static one gets the address, and the mask, gateway and DNS servers
+// given, keeping its own where none was given (spec/activation.md §10,
+// spec/wsman.md §6). It returns the address set, invalid when none was.
+// RPS puts SharedStaticIp=false and IpSyncEnabled=false on the static path;
+// amtd does the same.
+func (a *AgentServer) syncIP(ctx context.Context, c *wsman.Client, target rps.IPConfiguration) (netip.Addr, error) {
+	ip, err := netip.ParseAddr(target.IPAddress)
+	if err != nil || !ip.Is4() {
+		return netip.Addr{}, fmt.Errorf("amtd: the agent sent no usable IPv4 address to sync (ipConfiguration.ipAddress %q)", clipText(target.IPAddress))
+	}
+	optional := map[string]string{"SubnetMask": target.Netmask, "DefaultGateway": target.Gateway, "PrimaryDNS": target.PrimaryDNS, "SecondaryDNS": target.SecondaryDNS}
+	for name, v := range optional {
+		if v == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(v); err != nil || !a.Is4() {
+			return netip.Addr{}, fmt.Errorf("amtd: ipConfiguration %s %q is not an IPv4 address", name, clipText(v))
+		}
+	}
+	var ports []wsman.Instance
+	if err := a.Engine.call(ctx, func(ctx context.Context) (err error) {
+		ports, err = c.Enumerate(ctx, "AMT_EthernetPortSettings")
+		return
+	}); err != nil {
+		return netip.Addr{}, err
+	}
+	var wired, wireless *wsman.Instance
+	for i := range ports {
+		switch id := ports[i].Value("InstanceID"); {
+		case strings.Contains(id, "Settings 0"):
+			wired = &ports[i]
+		case strings.Contains(id, "Settings 1"):
+			wireless = &ports[i]
+		}
+	}
+	switch {
+	case wired == nil:
+		return netip.Addr{}, errNoWiredSettings
+	case wireless != nil && wired.Value("MACAddress") == "":
+		return netip.Addr{}, errWirelessOnly
+	case wired.Value("IPAddress") == ip.String():
+		return netip.Addr{}, errAlreadySynchronized
+	}
+	put := *wired
+	put.Props = slices.Clone(wired.Props)
+	var set netip.Addr
+	if strings.EqualFold(wired.Value("DHCPEnabled"), "true") {
+		put.Set("IpSyncEnabled", "true")
+		put.Set("SharedStaticIp", "false")
+		for _, name := range []string{"IPAddress", "SubnetMask", "DefaultGateway", "PrimaryDNS", "SecondaryDNS"} {
+			put.Set(name)
+		}
+	} else {
+		put.Set("IpSyncEnabled", "false")
+		put.Set("SharedStaticIp", "false")
+		put.Set("IPAddress", ip.String())
+		for name, v := range optional {
+			if v != "" {
+				put.Set(name, v)
+			}
+		}
+		set = ip
+	}
+	if err := a.Engine.call(ctx, func(ctx context.Context) error {
+		_, err := c.Put(ctx, "AMT_EthernetPortSettings", put, wsman.Selector{Name: "InstanceID", Value: wired.Value("InstanceID")})
+		return err
+	}); err != nil {
+		return netip.Addr{}, err
+	}
+	return set, nil
+}
+
+// clipText bounds agent-supplied text quoted in an error.
+func clipText(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
 }

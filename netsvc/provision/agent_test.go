@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/net/websocket"
 
 	"amtd/amt/rps"
+	"amtd/amt/wsman"
 	"amtd/amtsim"
 	"amtd/metrics"
 	"amtd/secret"
@@ -320,5 +322,90 @@ func TestAgentUpgradeMaintainDeactivate(t *testing.T) {
 	}
 	if rec, _ := r.store.Devices().Get(ctx, uuid); rec.ProvisioningState != "deactivated" || rec.ControlMode != 0 {
 		t.Fatalf("record %+v", rec)
+	}
+}
+
+// maintenance --syncip: a static device takes the host's address, as RPS
+// does; a DHCP one is set to follow the host (spec/activation.md §10).
+func TestAgentSyncIP(t *testing.T) {
+	r := newAgentRig(t)
+	ctx := context.Background()
+	d, err := amtsim.New(amtsim.Config{Net: amtsim.NetIdentity{Suffix: "corp.example.com", IP: netip.MustParseAddr("10.0.0.5")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuid := d.UUID.String()
+	if m := fakeRPC(t, r.url, "activate --profile site-ccm", enrolToken, d, nil); m.Method != rps.MethodSuccess {
+		t.Fatalf("ccm: %q", m.Message)
+	}
+	admin, _ := r.store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	c := wsman.NewClient(localDial(d), wsman.Credentials{Host: uuid + ":16992", Username: "admin", Password: admin})
+	wired := func() wsman.Instance {
+		t.Helper()
+		ports, err := c.Enumerate(ctx, "AMT_EthernetPortSettings")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ports {
+			if strings.HasSuffix(p.Value("InstanceID"), "Settings 0") {
+				return p
+			}
+		}
+		t.Fatal("no wired port")
+		return wsman.Instance{}
+	}
+	set := func(kv ...string) {
+		t.Helper()
+		in := wired()
+		for i := 0; i < len(kv); i += 2 {
+			in.Set(kv[i], kv[i+1])
+		}
+		if _, err := c.Put(ctx, "AMT_EthernetPortSettings", in, wsman.Selector{Name: "InstanceID", Value: in.Value("InstanceID")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set("DHCPEnabled", "false", "IpSyncEnabled", "false", "IPAddress", "192.168.1.80", "SubnetMask", "255.255.255.0", "DefaultGateway", "192.168.1.1")
+	withAdmin := func(edit func(*rps.IPConfiguration)) func(*rps.Payload) {
+		return func(p *rps.Payload) {
+			p.Password = rps.Password{Value: admin}
+			if edit != nil {
+				edit(&p.IPConfiguration)
+			}
+		}
+	}
+	syncip := "maintenance -password " + admin.RevealString() + " --syncip"
+
+	// The host's address as rpc-go reads it from the OS (amtsim: 10.0.0.5).
+	m := fakeRPC(t, r.url, syncip, enrolToken, d, withAdmin(func(ip *rps.IPConfiguration) { ip.Netmask, ip.Gateway = "255.0.0.0", "10.0.0.1" }))
+	if m.Method != rps.MethodSuccess || status(t, m) != "IP synchronized." {
+		t.Fatalf("syncip: %s %q", m.Method, m.Message)
+	}
+	w := wired()
+	if w.Value("IPAddress") != "10.0.0.5" || w.Value("SubnetMask") != "255.0.0.0" || w.Value("DefaultGateway") != "10.0.0.1" ||
+		w.Value("IpSyncEnabled") != "false" || w.Value("DHCPEnabled") != "false" {
+		t.Fatalf("wired port after syncip: %+v", w.Props)
+	}
+	if rec, _ := r.store.Devices().Get(ctx, uuid); !slices.Contains(rec.Addresses, netip.MustParseAddr("10.0.0.5")) {
+		t.Fatalf("record addresses %v", rec.Addresses)
+	}
+	m = fakeRPC(t, r.url, syncip, enrolToken, d, withAdmin(nil))
+	if m.Method != rps.MethodError || !strings.Contains(m.Message, "IPAddress already synchronized") {
+		t.Fatalf("again: %s %q", m.Method, m.Message)
+	}
+	for _, bad := range []rps.IPConfiguration{{IPAddress: "10.0.0.300"}, {IPAddress: ""}, {IPAddress: "10.0.0.9", Gateway: "gw"}, {IPAddress: "fe80::1"}} {
+		m = fakeRPC(t, r.url, syncip, enrolToken, d, withAdmin(func(ip *rps.IPConfiguration) { *ip = bad }))
+		if w := wired(); m.Method != rps.MethodError || w.Value("IPAddress") != "10.0.0.5" {
+			t.Fatalf("bad %+v: %s %q, address now %s", bad, m.Method, m.Message, w.Value("IPAddress"))
+		}
+	}
+
+	// On DHCP the device is set to follow the host's address.
+	set("DHCPEnabled", "true", "IpSyncEnabled", "false")
+	m = fakeRPC(t, r.url, syncip, enrolToken, d, withAdmin(func(ip *rps.IPConfiguration) { ip.IPAddress = "10.0.0.77" }))
+	if m.Method != rps.MethodSuccess {
+		t.Fatalf("dhcp syncip: %s %q", m.Method, m.Message)
+	}
+	if w := wired(); w.Value("IpSyncEnabled") != "true" || w.Value("DHCPEnabled") != "true" {
+		t.Fatalf("wired port after DHCP syncip: %+v", w.Props)
 	}
 }
