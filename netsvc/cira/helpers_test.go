@@ -56,6 +56,7 @@ type fakeDir struct {
 	fail    error // returned by PutLinks when set
 	checks  int
 	release int
+	rows    int // link rows PutLinks took
 }
 
 func newFakeDir() *fakeDir {
@@ -92,6 +93,7 @@ func (f *fakeDir) PutLinks(_ context.Context, links []store.CIRALink) error {
 	for _, l := range links {
 		f.links[l.UUID] = l
 	}
+	f.rows += len(links)
 	return nil
 }
 
@@ -107,6 +109,12 @@ func (f *fakeDir) link(uuid string) (store.CIRALink, bool) {
 	defer f.mu.Unlock()
 	l, ok := f.links[uuid]
 	return l, ok
+}
+
+func (f *fakeDir) rowCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rows
 }
 
 func (f *fakeDir) checkCount() int {

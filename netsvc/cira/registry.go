@@ -22,6 +22,15 @@ type registry struct {
 	gauge *metrics.Gauge       // links now; set by the service
 }
 
+// seenWriteInterval is how far a link's last-seen time may run ahead of the
+// store's before a keep-alive alone puts the link in the next flush. AMT
+// sends a keep-alive every 30 s; writing each one is the heaviest load on
+// the store at scale (spec/apf.md §10: 100,000 devices would mean 3,300
+// rows a second). For a connected device the store's last_seen so lags by
+// at most this plus flushInterval; connected already says the device was
+// heard within IdleTimeout, and the disconnect writes the exact time.
+const seenWriteInterval = 5 * time.Minute
+
 // linkState is what is written for one device.
 type linkState struct {
 	connected        bool
@@ -41,7 +50,7 @@ func (r *registry) add(s *session) (old *session) {
 	defer r.mu.Unlock()
 	old = r.links[s.uuid]
 	r.links[s.uuid] = s
-	r.dirty[s.uuid] = s.stateLocked()
+	r.queueLocked(s)
 	r.setGaugeLocked()
 	return old
 }
@@ -68,14 +77,43 @@ func (r *registry) setGaugeLocked() {
 	}
 }
 
-// touch records s's current state (a keep-alive, a bound port) for the next
-// flush, if s is the registered link.
+// touch records s's current state (a bound port) for the next flush, if s
+// is the registered link.
 func (r *registry) touch(s *session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.links[s.uuid] == s {
-		r.dirty[s.uuid] = s.stateLocked()
+		r.queueLocked(s)
 	}
+}
+
+// heard records that s sent a keep-alive: its state goes to the next flush
+// only if the last-seen time written is seenWriteInterval old.
+func (r *registry) heard(s *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.links[s.uuid] != s {
+		return
+	}
+	if _, queued := r.dirty[s.uuid]; queued {
+		r.queueLocked(s) // the row goes anyway: with the newest time
+		return
+	}
+	s.mu.Lock()
+	due := s.seen.Sub(s.seenQueued) >= seenWriteInterval
+	s.mu.Unlock()
+	if due {
+		r.queueLocked(s)
+	}
+}
+
+// queueLocked puts s's state in the next flush.
+func (r *registry) queueLocked(s *session) {
+	st := s.stateLocked()
+	s.mu.Lock()
+	s.seenQueued = st.seen
+	s.mu.Unlock()
+	r.dirty[s.uuid] = st
 }
 
 func (r *registry) count() int {
@@ -133,5 +171,6 @@ func (s *Service) flush(ctx context.Context) error {
 		s.storeErrors.Inc()
 		return err
 	}
+	s.linkWrites.Add(float64(len(links)))
 	return nil
 }

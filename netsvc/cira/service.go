@@ -86,6 +86,7 @@ type Service struct {
 	ends        *metrics.CounterVec
 	keepalives  *metrics.Counter
 	storeErrors *metrics.Counter
+	linkWrites  *metrics.Counter
 	chanResults *metrics.CounterVec
 	adjusts     atomic.Int64 // WINDOW_ADJUSTs sent on channels amtd opened
 	window      uint32       // receive window per channel: chanWindow; tests shrink it before devices connect
@@ -131,6 +132,7 @@ func New(cfg *config.Config, deps netsvc.Deps) (*Service, error) {
 		ends:        reg.CounterVec("amtd_cira_disconnects_total", "Authenticated CIRA links ended, by why: peer, idle, replaced, protocol_error, shutdown.", "why"),
 		keepalives:  reg.Counter("amtd_cira_keepalives_total", "KEEPALIVE_REQUEST messages answered."),
 		storeErrors: reg.Counter("amtd_cira_store_errors_total", "Failed writes of CIRA link state to the store (retried at the next flush)."),
+		linkWrites:  reg.Counter("amtd_cira_link_writes_total", "Device rows of CIRA link state written to the store."),
 		chanResults: reg.CounterVec("amtd_cira_channel_opens_total", "Channels amtd asked devices to open, by outcome: opened, refused, cancelled, queue_full, error.", "result"),
 	}
 	s.reg.gauge = reg.Gauge("amtd_cira_connected_devices", "Devices with an authenticated CIRA link now.")

@@ -48,14 +48,15 @@ type session struct {
 	wmu sync.Mutex // serialises writes
 	wb  []byte
 
-	mu       sync.Mutex // guards the fields below
-	seen     time.Time
-	ports    []uint16
-	kaSent   bool
-	kaTimer  *time.Timer
-	kicked   bool
-	kickWhy  string
-	interval uint32 // keep-alive interval AMT accepted, 0 until it replied
+	mu         sync.Mutex // guards the fields below
+	seen       time.Time
+	seenQueued time.Time // seen as last queued for the store (registry.heard)
+	ports      []uint16
+	kaSent     bool
+	kaTimer    *time.Timer
+	kicked     bool
+	kickWhy    string
+	interval   uint32 // keep-alive interval AMT accepted, 0 until it replied
 
 	ch *chans // channels amtd opened on this link
 }
@@ -450,10 +451,10 @@ func (s *session) handle(m apf.Message) error {
 		return nil
 	case apf.KeepaliveRequest:
 		sv.keepalives.Inc()
-		sv.reg.touch(s)
+		sv.reg.heard(s)
 		return s.send(apf.KeepaliveReply(m))
 	case apf.KeepaliveReply:
-		sv.reg.touch(s)
+		sv.reg.heard(s)
 		return nil
 	case apf.KeepaliveOptionsReply:
 		s.mu.Lock()

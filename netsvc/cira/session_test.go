@@ -512,3 +512,68 @@ func TestLegacyRSAKeyExchange(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepalivesDebounced: keep-alives alone do not write the device's row
+// at every flush (spec/apf.md §10: the heaviest load on the store at
+// scale); its last-seen time is written once it is seenWriteInterval old,
+// and a disconnect writes the exact time.
+func TestKeepalivesDebounced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := newFakeDir()
+		dir.add(devA, "u", "p")
+		s := newPipeService(t, testConfig(), dir)
+		c := s.dial(t)
+		c.login(devA, "u", "p")
+		c.forward(amtPorts...)
+		c.expect(apfKeepaliveOptions)
+		synctest.Wait()
+		if err := s.flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		first, _ := dir.link(devA)
+		rows := dir.rowCount()
+		if rows != 1 || !first.Connected {
+			t.Fatalf("after connect: %d rows written, link %+v", rows, first)
+		}
+		// Keep-alives for less than seenWriteInterval: nothing to write.
+		var cookie uint32
+		ka := func() {
+			t.Helper()
+			time.Sleep(30 * time.Second)
+			cookie++
+			c.mustSend(apf.KeepaliveRequest{Cookie: cookie})
+			c.expect(apf.KeepaliveReply{Cookie: cookie})
+			if err := s.flush(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for range seenWriteInterval/(30*time.Second) - 1 {
+			ka()
+		}
+		if got := dir.rowCount(); got != rows {
+			t.Fatalf("keep-alives within %v wrote %d rows", seenWriteInterval, got-rows)
+		}
+		if got := s.linkWrites.Value(); got != float64(rows) {
+			t.Errorf("amtd_cira_link_writes_total = %v, want %d", got, rows)
+		}
+		// The next one is seenWriteInterval after the write: it goes out.
+		ka()
+		second, _ := dir.link(devA)
+		if got := dir.rowCount(); got != rows+1 || !second.LastSeen.After(first.LastSeen) || !second.Connected {
+			t.Fatalf("after %v of keep-alives: %d rows written, last seen %v then %v", seenWriteInterval, got-rows, first.LastSeen, second.LastSeen)
+		}
+		// One more keep-alive, then the device goes: the disconnect row has
+		// the last keep-alive's time, not the last written one.
+		ka()
+		last := time.Now()
+		c.raw.Close()
+		synctest.Wait()
+		if err := s.flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		gone, _ := dir.link(devA)
+		if gone.Connected || !gone.LastSeen.Equal(last) {
+			t.Fatalf("after the disconnect: %+v, want last seen %v", gone, last)
+		}
+	})
+}
