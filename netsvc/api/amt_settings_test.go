@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -489,4 +491,60 @@ func TestAMTSettingsWithoutCIRA(t *testing.T) {
 			t.Errorf("%s %s: %d %s", c.method, c.path, st, b)
 		}
 	}
+}
+
+// TestAMTDeactivateRefusedByDevice: a device that answers Unprovision
+// with a non-zero ReturnValue gives 200 with that code, as MPS; it stays
+// activated and the store's record is unchanged.
+func TestAMTDeactivateRefusedByDevice(t *testing.T) {
+	ce := newCIRAEnv(t)
+	ce.addDevice(simUUID)
+	d := startSimDevice(t, ce.st, ce.ciraAddr, simUUID, &amtsim.Faults{FailMethod: "Unprovision", FailCode: 16})
+	waitUntil(t, "the device's CIRA link", func() bool { return ce.cira.ConnectedDevices() == 1 })
+	before, err := ce.st.Devices().Get(context.Background(), simUUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, b := ce.do("DELETE", "/api/v1/amt/deactivate/"+simUUID, bearer(ce.key(store.RoleAdmin, "admin")), nil)
+	if st != 200 || !strings.Contains(string(b), `"ReturnValue":16`) {
+		t.Fatalf("deactivate the device refuses: %d %s", st, b)
+	}
+	after, err := ce.st.Devices().Get(context.Background(), simUUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.ControlMode() == 0 || after.ProvisioningState != before.ProvisioningState || after.ControlMode != before.ControlMode {
+		t.Fatalf("a refused deactivate changed things: device mode %d, store %q/%d → %q/%d", d.ControlMode(),
+			before.ProvisioningState, before.ControlMode, after.ProvisioningState, after.ControlMode)
+	}
+}
+
+// FuzzSettingsBodies sends arbitrary bodies to the routes that take one,
+// as an operator, with [CIRA] off: every answer is a JSON error, 400 for
+// what the API refuses and 404 ([CIRA] is off) for what it would send on.
+func FuzzSettingsBodies(f *testing.F) {
+	f.Add(uint8(0), []byte(`{"action": 101, "useSOL": true}`))
+	f.Add(uint8(0), []byte(`{"action": 105, "bootDetails": {"url": "https://x/y.iso"}}`))
+	f.Add(uint8(1), []byte(`{"userConsent": "all", "enableSOL": true, "enableIDER": false, "enableKVM": true, "ocr": false}`))
+	f.Add(uint8(1), []byte(`{"userConsent": "\u00ff", "enableSOL": null}`))
+	f.Add(uint8(2), []byte(`{"action": 501}`))
+	f.Add(uint8(2), []byte(`{"action": 8} {"action": 2}`))
+	e := newEnv(f, false)
+	e.putDevice(uuidA, "a", true)
+	tok := e.key(store.RoleOperator, "op")
+	h := e.svc.Handler()
+	paths := []string{"/api/v1/amt/power/bootOptions/", "/api/v1/amt/features/", "/api/v1/amt/power/action/"}
+	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
+		req := httptest.NewRequest("POST", paths[int(route)%len(paths)]+uuidA, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		var msg apiError
+		if err := json.Unmarshal(w.Body.Bytes(), &msg); err != nil || msg.Message == "" {
+			t.Fatalf("answer %q to %q", w.Body.String(), body)
+		}
+		if w.Code != 400 && !(w.Code == 404 && strings.Contains(msg.Message, "[CIRA] is off")) {
+			t.Fatalf("status %d %q for %q", w.Code, msg.Message, body)
+		}
+	})
 }
