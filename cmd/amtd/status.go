@@ -123,6 +123,9 @@ func printStatus(w io.Writer, rep control.StatusReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, s.State, oneLine(s.Health), oneLine(summary))
 	}
 	tw.Flush()
+	if rep.Provisioning != nil {
+		printProvisioning(w, *rep.Provisioning, time.Now())
+	}
 	if len(rep.Sockets) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -135,6 +138,60 @@ func printStatus(w io.Writer, rep control.StatusReport) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Name, s.Kind, s.Address, from)
 		}
 		tw.Flush()
+	}
+}
+
+// statusRows bounds the running and queued devices listed as text; --json
+// lists them all.
+const statusRows = 20
+
+// printProvisioning writes provisioning's progress: counts, the devices
+// being activated and at which step, the queue, the last failures.
+func printProvisioning(w io.Writer, p control.ProvisioningStatus, now time.Time) {
+	fmt.Fprintf(w, "\nprovisioning: %d running (at most %d), %d queued (at most %d); since %s: %d done, %d failed\n",
+		len(p.Running), p.MaxConcurrent, len(p.Queued), p.MaxQueued, p.Since.Local().Format(time.DateTime), p.Succeeded, p.Failed)
+	ago := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return max(now.Sub(t), 0).Round(time.Second).String()
+	}
+	if len(p.Running) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ACTIVATING\tPATH\tADDRESS\tSTEP\tAT STEP FOR\tRUNNING FOR")
+		for i, r := range p.Running {
+			if i == statusRows {
+				fmt.Fprintf(tw, "... and %d more (amtd status --json lists them all)\n", len(p.Running)-i)
+				break
+			}
+			step := r.Step
+			if step == "" {
+				step = "starting"
+			}
+			if r.StepDetail != "" {
+				step += " (" + oneLine(r.StepDetail) + ")"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.UUID, r.Path, orDash(r.Address), step, ago(r.StepSince), ago(r.Started))
+		}
+		tw.Flush()
+	}
+	if len(p.Queued) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "QUEUED\tADDRESS\tWAITING FOR")
+		for i, q := range p.Queued {
+			if i == statusRows {
+				fmt.Fprintf(tw, "... and %d more\n", len(p.Queued)-i)
+				break
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", q.UUID, q.Address, ago(q.Since))
+		}
+		tw.Flush()
+	}
+	if len(p.RecentFailures) > 0 {
+		fmt.Fprintln(w, "last failures (newest first; amtd devices show UUID has the history):")
+		for _, f := range p.RecentFailures {
+			fmt.Fprintf(w, "  %s  %s at step %s (%s): %s\n", f.At.Local().Format(time.DateTime), f.UUID, f.Step, f.Kind, oneLine(f.Reason))
+		}
 	}
 }
 
