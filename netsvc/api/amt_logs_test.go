@@ -1,0 +1,517 @@
+package api
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"math/big"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"amtd/amt/auditlog"
+	"amtd/store"
+)
+
+// logsEnv is the API with one simulated device over CIRA and a caller
+// that keeps every response body.
+type logsEnv struct {
+	*ciraEnv
+	bodies []string
+}
+
+func (le *logsEnv) call(t *testing.T, method, path, tok, body string) (int, string) {
+	t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	st, b := le.do(method, path, bearer(tok), r)
+	le.bodies = append(le.bodies, string(b))
+	return st, string(b)
+}
+
+func (le *logsEnv) json(t *testing.T, method, path, tok, body string, want int, v any) {
+	t.Helper()
+	st, b := le.call(t, method, path, tok, body)
+	if st != want {
+		t.Fatalf("%s %s: %d %s, want %d", method, path, st, b, want)
+	}
+	if v != nil {
+		if err := json.Unmarshal([]byte(b), v); err != nil {
+			t.Fatalf("%s %s: body %s: %v", method, path, b, err)
+		}
+	}
+}
+
+type consentAnswer struct {
+	Body struct {
+		ReturnValue    *int
+		ReturnValueStr string
+	}
+}
+
+// TestAMTUserConsent: an operator starts user consent (the device shows a
+// code), a wrong code is the device's 400, malformed codes are refused
+// before the device is asked, the right code (sent as a JSON number, as
+// MPS clients do) is accepted and audited by the device; cancel clears
+// the code; a viewer may do none of it.
+func TestAMTUserConsent(t *testing.T) {
+	le := &logsEnv{ciraEnv: newCIRAEnv(t)}
+	le.addDevice(simUUID)
+	d := le.device(t, simUUID)
+	viewer, op := le.key(store.RoleViewer, "viewer"), le.key(store.RoleOperator, "op")
+	path := "/api/v1/amt/userConsentCode/" + simUUID
+
+	if st, b := le.call(t, "GET", path, viewer, ""); st != 403 || d.OptInCode() != "" {
+		t.Fatalf("viewer starting consent: %d %s, code %q", st, b, d.OptInCode())
+	}
+	var a consentAnswer
+	le.json(t, "GET", path, op, "", 200, &a)
+	if a.Body.ReturnValue == nil || *a.Body.ReturnValue != 0 || a.Body.ReturnValueStr != "SUCCESS" {
+		t.Fatalf("StartOptIn answer %+v", a)
+	}
+	code := d.OptInCode()
+	if len(code) != 6 {
+		t.Fatalf("device shows %q after StartOptIn", code)
+	}
+	wrong := "000000"
+	if code == wrong {
+		wrong = "111111"
+	}
+	a = consentAnswer{}
+	le.json(t, "POST", path, op, `{"consentCode": "`+wrong+`"}`, 400, &a)
+	if a.Body.ReturnValue == nil || *a.Body.ReturnValue == 0 {
+		t.Fatalf("wrong code answer %+v", a)
+	}
+	for _, body := range []string{`{}`, `{"consentCode": "12345"}`, `{"consentCode": 1234567}`, `{"consentCode": "12a456"}`,
+		`{"consentCode": -1}`, `{"consentCode": 1.5}`, `{"consentCode": true}`, `not json`, `{"consentCode": "123456", "x": 1}`} {
+		if st, b := le.call(t, "POST", path, op, body); st != 400 || !strings.Contains(b, "six-digit") || d.OptInCode() != code {
+			t.Fatalf("body %s: %d %s, device code %q (was %q)", body, st, b, d.OptInCode(), code)
+		}
+	}
+	if st, _ := le.call(t, "POST", path, viewer, `{"consentCode": "`+code+`"}`); st != 403 || d.OptInCode() != code {
+		t.Fatalf("viewer sending the code: %d", st)
+	}
+	n, _ := strconv.Atoi(code)
+	a = consentAnswer{}
+	le.json(t, "POST", path, op, `{"consentCode": `+strconv.Itoa(n)+`}`, 200, &a)
+	if *a.Body.ReturnValue != 0 || d.OptInCode() != "" {
+		t.Fatalf("right code: %+v, device still shows %q", a, d.OptInCode())
+	}
+	// The device audited the consent (AMT event 3001, success).
+	var audit auditAnswer
+	le.json(t, "GET", "/api/v1/amt/log/audit/"+simUUID, viewer, "", 200, &audit)
+	if len(audit.Records) == 0 || audit.Records[0].Event != "Send Consent Code Event" || audit.Records[0].Initiator != "admin" ||
+		audit.Records[0].ExStr == nil || *audit.Records[0].ExStr != "Success" {
+		t.Fatalf("audit log after consent: %+v", audit)
+	}
+
+	// Start again and cancel: the code goes away.
+	le.json(t, "GET", path, op, "", 200, nil)
+	if d.OptInCode() == "" {
+		t.Fatal("no code after the second StartOptIn")
+	}
+	if st, _ := le.call(t, "GET", "/api/v1/amt/userConsentCode/cancel/"+simUUID, viewer, ""); st != 403 || d.OptInCode() == "" {
+		t.Fatalf("viewer cancelling: %d", st)
+	}
+	a = consentAnswer{}
+	le.json(t, "GET", "/api/v1/amt/userConsentCode/cancel/"+simUUID, op, "", 200, &a)
+	if *a.Body.ReturnValue != 0 || d.OptInCode() != "" {
+		t.Fatalf("cancel: %+v, device shows %q", a, d.OptInCode())
+	}
+	// A code after cancelling is the device's refusal.
+	if st, b := le.call(t, "POST", path, op, `{"consentCode": "`+code+`"}`); st != 400 || !strings.Contains(b, "ReturnValue") {
+		t.Fatalf("code after cancel: %d %s", st, b)
+	}
+	le.checkAudit(t, "amt.consent.request ok", "amt.consent.send ok", "amt.consent.cancel ok", "amt.consent.send 400 Bad Request")
+}
+
+type auditAnswer struct {
+	TotalCnt *int `json:"totalCnt"`
+	Records  []struct {
+		AuditAppID, EventID, InitiatorType int
+		AuditApp, Event, Initiator, Time   string
+		MCLocationType                     int
+		NetAddress, Ex                     string
+		ExStr                              *string
+	} `json:"records"`
+}
+
+// TestAMTAuditLog: a power action shows up as the newest audit record;
+// pages of ten come newest first with startIndex skipping the newest N;
+// a record the decoder refuses is left out; bad startIndex is a 400.
+func TestAMTAuditLog(t *testing.T) {
+	le := &logsEnv{ciraEnv: newCIRAEnv(t)}
+	le.addDevice(simUUID)
+	d := le.device(t, simUUID)
+	viewer, op := le.key(store.RoleViewer, "viewer"), le.key(store.RoleOperator, "op")
+	path := "/api/v1/amt/log/audit/" + simUUID
+
+	var a auditAnswer
+	le.json(t, "GET", path, viewer, "", 200, &a)
+	if a.TotalCnt == nil || *a.TotalCnt != 0 || a.Records == nil || len(a.Records) != 0 {
+		t.Fatalf("empty log: %+v", a)
+	}
+	le.json(t, "POST", "/api/v1/amt/power/action/"+simUUID, op, `{"action": 8}`, 200, nil)
+	le.json(t, "GET", path, viewer, "", 200, &a)
+	if *a.TotalCnt != 1 || len(a.Records) != 1 {
+		t.Fatalf("after a power action: %+v", a)
+	}
+	r := a.Records[0]
+	if r.AuditAppID != 17 || r.EventID != 1 || r.AuditApp != "RCO" || r.Event != "Performed Power Down" || r.Initiator != "admin" || r.InitiatorType != 0 {
+		t.Fatalf("power down record %+v", r)
+	}
+	if tm, err := time.Parse(time.RFC3339, r.Time); err != nil || time.Since(tm).Abs() > time.Hour || !strings.HasSuffix(r.Time, ".000Z") {
+		t.Fatalf("record time %q (%v)", r.Time, err)
+	}
+
+	// 24 more records, Time 1..24: 25 in all. Newest first, ten a page.
+	for i := 1; i <= 24; i++ {
+		rec, err := auditlog.Record{AppID: 16, EventID: 2, InitiatorType: auditlog.InitiatorDigest, User: "op" + strconv.Itoa(i),
+			Time: uint32(1700000000 + i), NetAddress: "192.0.2.9", Ex: []byte{0, 2, 'o', 'p'}}.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.AppendAuditRecord(rec)
+	}
+	for _, c := range []struct {
+		start      string
+		first, num int // Time-1700000000 of the first record, how many
+	}{{"", 24, 10}, {"0", 24, 10}, {"10", 14, 10}, {"20", 4, 5}, {"24", 0, 1}, {"25", -1, 0}, {"1000", -1, 0}} {
+		q := ""
+		if c.start != "" {
+			q = "?startIndex=" + c.start
+		}
+		var a auditAnswer
+		le.json(t, "GET", path+q, viewer, "", 200, &a)
+		if *a.TotalCnt != 25 || len(a.Records) != c.num {
+			t.Fatalf("startIndex %q: total %d, %d records, want 25 and %d", c.start, *a.TotalCnt, len(a.Records), c.num)
+		}
+		for i, r := range a.Records {
+			want := c.first - i
+			if want == 0 {
+				if r.Event != "Performed Power Down" {
+					t.Fatalf("startIndex %q record %d: %+v, want the power down", c.start, i, r)
+				}
+				continue
+			}
+			tm := time.Unix(int64(1700000000+want), 0).UTC().Format("2006-01-02T15:04:05.000Z")
+			if r.Time != tm || r.Initiator != "op"+strconv.Itoa(want) || r.Event != "ACL Entry Added" || r.ExStr == nil ||
+				*r.ExStr != "op" || r.NetAddress != "192.0.2.9" || r.Ex != "\x00\x02op" {
+				t.Fatalf("startIndex %q record %d: %+v, want Time %s by op%d", c.start, i, r, tm, want)
+			}
+		}
+	}
+	for _, q := range []string{"-1", "abc", "1.5", "99999999999"} {
+		if st, b := le.call(t, "GET", path+"?startIndex="+q, viewer, ""); st != 400 || !strings.Contains(b, "whole number") {
+			t.Fatalf("startIndex %s: %d %s", q, st, b)
+		}
+	}
+	// A record the device garbles (initiator type 9) is left out; the
+	// others still come.
+	d.AppendAuditRecord([]byte{0, 16, 0, 2, 9, 1, 2, 3})
+	le.json(t, "GET", path, viewer, "", 200, &a)
+	if *a.TotalCnt != 26 || len(a.Records) != 9 || a.Records[0].Initiator != "op24" {
+		t.Fatalf("with a garbled newest record: total %d, %d records (%+v)", *a.TotalCnt, len(a.Records), a.Records)
+	}
+	le.checkAudit(t, "amt.log.audit ok")
+}
+
+type eventAnswer []struct {
+	DeviceAddress, EventSensorType, EventType, EventOffset, EventSourceType, EventSeverity, SensorNumber, Entity, EntityInstance int
+	EventData                                                                                                                    []int
+	TimeStamp                                                                                                                    *string
+	EntityStr                                                                                                                    string
+	Desc                                                                                                                         *string
+}
+
+// TestAMTEventLog: powering the host off and on makes the BIOS log its
+// boot progress; the event log comes newest first, decoded as MPS.
+func TestAMTEventLog(t *testing.T) {
+	le := &logsEnv{ciraEnv: newCIRAEnv(t)}
+	le.addDevice(simUUID)
+	d := le.device(t, simUUID)
+	viewer, op := le.key(store.RoleViewer, "viewer"), le.key(store.RoleOperator, "op")
+	path := "/api/v1/amt/log/event/" + simUUID
+
+	var ev eventAnswer
+	le.json(t, "GET", path, viewer, "", 200, &ev)
+	if ev == nil || len(ev) != 0 {
+		t.Fatalf("empty event log: %+v", ev)
+	}
+	le.json(t, "POST", "/api/v1/amt/power/action/"+simUUID, op, `{"action": 8}`, 200, nil)
+	le.json(t, "POST", "/api/v1/amt/power/action/"+simUUID, op, `{"action": 2}`, 200, nil)
+	le.json(t, "GET", path, viewer, "", 200, &ev)
+	wantDesc := []string{"Starting operating system boot process", "PCI resource configuration", "Memory initialization."}
+	if len(ev) != len(wantDesc) {
+		t.Fatalf("after power on: %d events, want %d: %+v", len(ev), len(wantDesc), ev)
+	}
+	for i, e := range ev {
+		if e.Desc == nil || *e.Desc != wantDesc[i] || e.EntityStr != "BIOS" || e.EventSensorType != 15 || e.Entity != 34 ||
+			e.EventType != 0x6f || e.EventOffset != 2 || len(e.EventData) != 8 || e.TimeStamp == nil {
+			t.Fatalf("event %d: %+v, want %q", i, e, wantDesc[i])
+		}
+		if tm, err := time.Parse(time.RFC3339, *e.TimeStamp); err != nil || time.Since(tm).Abs() > time.Hour {
+			t.Fatalf("event %d time %q", i, *e.TimeStamp)
+		}
+	}
+	// A short record is left out; one with no time stamp has null.
+	d.AppendEventRecord(make([]byte, 20))
+	d.AppendEventRecord(append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 30}, make([]byte, 15)...))
+	le.json(t, "GET", path, viewer, "", 200, &ev)
+	if len(ev) != 4 || ev[0].TimeStamp != nil || ev[0].Desc == nil || *ev[0].Desc != "No bootable media" || ev[0].EntityStr != "Unspecified" {
+		t.Fatalf("with planted records: %+v", ev)
+	}
+	le.checkAudit(t, "amt.log.event ok")
+}
+
+type alarmAnswer []struct {
+	ElementName, InstanceID string
+	StartTime               map[string]string
+	Interval                map[string]string
+	DeleteOnCompletion      any
+	InternalInMinutes       int
+}
+
+// TestAMTAlarmOccurrences: an operator adds an alarm (kept by the
+// device), lists it with MPS's fields, is refused a duplicate, a sixth
+// alarm and malformed bodies (nothing changes), and deletes it; a viewer
+// may only list.
+func TestAMTAlarmOccurrences(t *testing.T) {
+	le := &logsEnv{ciraEnv: newCIRAEnv(t)}
+	le.addDevice(simUUID)
+	d := le.device(t, simUUID)
+	viewer, op := le.key(store.RoleViewer, "viewer"), le.key(store.RoleOperator, "op")
+	path := "/api/v1/amt/alarmOccurrences/" + simUUID
+
+	var al alarmAnswer
+	le.json(t, "GET", path, viewer, "", 200, &al)
+	if al == nil || len(al) != 0 {
+		t.Fatalf("no alarms: %+v", al)
+	}
+	wake := `{"ElementName": "wake", "StartTime": "2030-01-02T03:04:00Z", "Interval": 1500, "DeleteOnCompletion": false}`
+	if st, _ := le.call(t, "POST", path, viewer, wake); st != 403 || len(d.Alarms()) != 0 {
+		t.Fatalf("viewer adding: %d", st)
+	}
+	var res map[string]any
+	le.json(t, "POST", path, op, wake, 200, &res)
+	if res["status"] != "SUCCESS" || res["ReturnValue"] != float64(0) {
+		t.Fatalf("add: %v", res)
+	}
+	if got := d.Alarms(); len(got) != 1 || got[0].InstanceID != "wake" || got[0].Interval != "P1DT1H0M" || got[0].DeleteOnCompletion ||
+		got[0].StartTime != "2030-01-02T03:04:00Z" {
+		t.Fatalf("device alarms %+v", got)
+	}
+	le.json(t, "GET", path, viewer, "", 200, &al)
+	if len(al) != 1 || al[0].InstanceID != "wake" || al[0].ElementName != "wake" || al[0].StartTime["Datetime"] != "2030-01-02T03:04:00Z" ||
+		al[0].Interval["Interval"] != "P1DT1H0M" || al[0].InternalInMinutes != 1500 || al[0].DeleteOnCompletion != false {
+		t.Fatalf("listed %+v", al)
+	}
+	if st, b := le.call(t, "POST", path, op, wake); st != 400 || !strings.Contains(b, "exists") {
+		t.Fatalf("duplicate: %d %s", st, b)
+	}
+	for _, body := range []string{`{}`, `{"ElementName": "x"}`, `{"StartTime": "2030-01-02T03:04:00Z"}`,
+		`{"ElementName": "x", "StartTime": "tomorrow"}`, `{"ElementName": "x", "StartTime": "2030-01-02T03:04:00Z", "Interval": -5}`,
+		`{"ElementName": "` + strings.Repeat("x", 33) + `", "StartTime": "2030-01-02T03:04:00Z"}`,
+		`{"ElementName": "a<b>\u00e9", "StartTime": "2030-01-02T03:04:00Z"}`, `{"ElementName": "", "StartTime": "2030-01-02T03:04:00Z"}`,
+		`{"ElementName": "x", "StartTime": "2030-01-02T03:04:00Z", "Colour": "red"}`, `[]`} {
+		if st, b := le.call(t, "POST", path, op, body); st != 400 || !strings.Contains(b, "send") && !strings.Contains(b, "want") || len(d.Alarms()) != 1 {
+			t.Fatalf("body %s: %d %s, %d alarms", body, st, b, len(d.Alarms()))
+		}
+	}
+	// Four more fill the device; the sixth is refused.
+	for i := range 4 {
+		le.json(t, "POST", path, op, `{"ElementName": "a`+strconv.Itoa(i)+`", "StartTime": "2030-01-02T03:04"}`, 200, nil)
+	}
+	if st, b := le.call(t, "POST", path, op, `{"ElementName": "sixth", "StartTime": "2030-01-02T03:04:00Z"}`); st != 400 ||
+		!strings.Contains(b, "as many alarms") || len(d.Alarms()) != 5 {
+		t.Fatalf("sixth alarm: %d %s", st, b)
+	}
+	le.json(t, "GET", path, viewer, "", 200, &al)
+	if len(al) != 5 || al[1].Interval != nil || al[1].InternalInMinutes != 0 || al[1].DeleteOnCompletion != true {
+		t.Fatalf("five alarms: %+v", al)
+	}
+
+	if st, _ := le.call(t, "DELETE", path, viewer, `{"Name": "wake"}`); st != 403 || len(d.Alarms()) != 5 {
+		t.Fatalf("viewer deleting: %d", st)
+	}
+	for _, body := range []string{`{}`, `{"Name": ""}`, `{"Name": 5}`, `nope`} {
+		if st, b := le.call(t, "DELETE", path, op, body); st != 400 || len(d.Alarms()) != 5 {
+			t.Fatalf("delete body %s: %d %s", body, st, b)
+		}
+	}
+	le.json(t, "DELETE", path, op, `{"Name": "wake"}`, 200, &res)
+	if res["status"] != "SUCCESS" || len(d.Alarms()) != 4 {
+		t.Fatalf("delete: %v, %d alarms", res, len(d.Alarms()))
+	}
+	if st, b := le.call(t, "DELETE", path, op, `{"Name": "wake"}`); st != 404 || !strings.Contains(b, "no alarm") {
+		t.Fatalf("deleting again: %d %s", st, b)
+	}
+	le.checkAudit(t, "amt.alarms.list ok", "amt.alarms.add ok", "amt.alarms.add 400 Bad Request", "amt.alarms.delete ok",
+		"amt.alarms.delete 404 Not Found")
+}
+
+type certAnswer struct {
+	Certificates struct {
+		KeyManagementItems        []any `json:"keyManagementItems"`
+		PublicKeyCertificateItems []struct {
+			ElementName, InstanceID, X509Certificate, Issuer, Subject, PublicKeyHandle, DisplayName string
+			TrustedRootCertificate, ReadOnlyCertificate                                             bool
+			AssociatedProfiles                                                                      []string
+		} `json:"publicKeyCertificateItems"`
+	} `json:"certificates"`
+	PublicKeys struct {
+		PublicPrivateKeyPairItems []struct {
+			ElementName, InstanceID, DERKey, CertificateHandle string
+		} `json:"publicPrivateKeyPairItems"`
+	} `json:"publicKeys"`
+	ProfileAssociation []any `json:"profileAssociation"`
+}
+
+// TestAMTCertificates: the device's trusted root (amtd's CIRA root, put
+// there at configuration) is listed; a key pair and the certificate
+// issued for it are linked both ways.
+func TestAMTCertificates(t *testing.T) {
+	le := &logsEnv{ciraEnv: newCIRAEnv(t)}
+	le.addDevice(simUUID)
+	d := le.device(t, simUUID)
+	viewer := le.key(store.RoleViewer, "viewer")
+	path := "/api/v1/amt/certificates/" + simUUID
+
+	var c certAnswer
+	le.json(t, "GET", path, viewer, "", 200, &c)
+	items := c.Certificates.PublicKeyCertificateItems
+	if len(items) != 1 || !items[0].TrustedRootCertificate || items[0].PublicKeyHandle != "" || c.Certificates.KeyManagementItems == nil ||
+		c.PublicKeys.PublicPrivateKeyPairItems == nil || len(c.PublicKeys.PublicPrivateKeyPairItems) != 0 || c.ProfileAssociation == nil {
+		t.Fatalf("certificates: %+v", c)
+	}
+	der, _ := base64.StdEncoding.DecodeString(items[0].X509Certificate)
+	root, err := x509.ParseCertificate(der)
+	if err != nil || items[0].DisplayName != root.Subject.CommonName || !strings.Contains(items[0].Subject, "CN="+root.Subject.CommonName) {
+		t.Fatalf("root %q (%v): %+v", items[0].DisplayName, err, items[0])
+	}
+
+	// A key pair on the device and a certificate for it.
+	keyID, code := d.GenerateKeyPair(0, 2048)
+	if code != 0 {
+		t.Fatal(code)
+	}
+	le.json(t, "GET", path, viewer, "", 200, &c)
+	if len(c.PublicKeys.PublicPrivateKeyPairItems) != 1 || c.PublicKeys.PublicPrivateKeyPairItems[0].InstanceID != keyID {
+		t.Fatalf("keys: %+v", c.PublicKeys)
+	}
+	kder, _ := base64.StdEncoding.DecodeString(c.PublicKeys.PublicPrivateKeyPairItems[0].DERKey)
+	pub, err := x509.ParsePKCS1PublicKey(kder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certID, code := d.AddCertificate(base64.StdEncoding.EncodeToString(issueFor(t, pub, "amt-tls.corp.example.com")))
+	if code != 0 {
+		t.Fatalf("AddCertificate: %d", code)
+	}
+	le.json(t, "GET", path, viewer, "", 200, &c)
+	linked := false
+	for _, it := range c.Certificates.PublicKeyCertificateItems {
+		if it.InstanceID == certID {
+			linked = it.PublicKeyHandle == keyID && it.DisplayName == "amt-tls.corp.example.com" && !it.TrustedRootCertificate
+		}
+	}
+	if !linked || c.PublicKeys.PublicPrivateKeyPairItems[0].CertificateHandle != certID {
+		t.Fatalf("certificate and key not linked: %+v", c)
+	}
+	le.checkAudit(t, "amt.certificates ok")
+}
+
+// issueFor makes a certificate for pub signed by a throwaway CA.
+func issueFor(t *testing.T, pub *rsa.PublicKey, cn string) []byte {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{Organization: []string{"amtd"}, CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, pub, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// TestAMTLogRoutesRefuse: every route answers a malformed GUID with 400,
+// an unknown device with 404, a device without a link with MPS's 404, and
+// [CIRA] off with its own 404.
+func TestAMTLogRoutesRefuse(t *testing.T) {
+	le := &logsEnv{ciraEnv: newCIRAEnv(t)}
+	le.addDevice(simOffUUID)
+	op := le.key(store.RoleOperator, "op")
+	routes := []struct{ method, path, body string }{
+		{"GET", "/api/v1/amt/userConsentCode/", ""},
+		{"POST", "/api/v1/amt/userConsentCode/", `{"consentCode": "123456"}`},
+		{"GET", "/api/v1/amt/userConsentCode/cancel/", ""},
+		{"GET", "/api/v1/amt/log/audit/", ""},
+		{"GET", "/api/v1/amt/log/event/", ""},
+		{"GET", "/api/v1/amt/alarmOccurrences/", ""},
+		{"POST", "/api/v1/amt/alarmOccurrences/", `{"ElementName": "x", "StartTime": "2030-01-02T03:04:00Z"}`},
+		{"DELETE", "/api/v1/amt/alarmOccurrences/", `{"Name": "x"}`},
+		{"GET", "/api/v1/amt/certificates/", ""},
+	}
+	for _, r := range routes {
+		if st, b := le.call(t, r.method, r.path+"not-a-guid", op, r.body); st != 400 {
+			t.Errorf("%s %s bad guid: %d %s", r.method, r.path, st, b)
+		}
+		if st, b := le.call(t, r.method, r.path+"4c4c4544-0042-3510-8052-b4c04f4e7fff", op, r.body); st != 404 || !strings.Contains(b, "not found") {
+			t.Errorf("%s %s unknown device: %d %s", r.method, r.path, st, b)
+		}
+		if st, b := le.call(t, r.method, r.path+simOffUUID, op, r.body); st != 404 || !strings.Contains(b, "not found/connected") {
+			t.Errorf("%s %s device without a link: %d %s", r.method, r.path, st, b)
+		}
+	}
+	e := newEnv(t, false)
+	e.putDevice(uuidA, "a", true)
+	tok := e.key(store.RoleOperator, "op")
+	for _, r := range routes {
+		var body io.Reader
+		if r.body != "" {
+			body = strings.NewReader(r.body)
+		}
+		if st, b := e.do(r.method, r.path+uuidA, bearer(tok), body); st != 404 || !strings.Contains(string(b), "[CIRA] is off") {
+			t.Errorf("%s %s without CIRA: %d %s", r.method, r.path, st, b)
+		}
+	}
+}
+
+// checkAudit: the audit trail has a row for each action and result on the
+// device, and no response carried a password.
+func (le *logsEnv) checkAudit(t *testing.T, want ...string) {
+	t.Helper()
+	es, err := le.st.AuditList(context.Background(), store.AuditQuery{Object: "device/" + simUUID, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range es {
+		seen[e.Action+" "+e.Result] = true
+	}
+	for _, w := range want {
+		if !seen["api."+w] {
+			t.Errorf("no audit row %q for the device in %v", "api."+w, seen)
+		}
+	}
+	for _, pw := range []string{simAdminPass, simMPSPass} {
+		if strings.Contains(strings.Join(le.bodies, "\n"), pw) || strings.Contains(le.logs.String(), pw) {
+			t.Errorf("a password appears in a response or the log")
+		}
+	}
+}
