@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,6 +93,10 @@ type provisionSite struct {
 	sock     string
 	helloAt  netip.AddrPort
 	rootHash []byte
+	sigs     chan os.Signal
+
+	mu   sync.Mutex
+	conf string // what the daemon reads on SIGHUP
 }
 
 func startProvisionSite(t *testing.T) *provisionSite {
@@ -109,7 +114,8 @@ func startProvisionSite(t *testing.T) *provisionSite {
 	if m == nil {
 		t.Fatalf("no root hash in:\n%s", out)
 	}
-	s := &provisionSite{t: t, sock: filepath.Join(dir, "control.sock")}
+	s := &provisionSite{t: t, sock: filepath.Join(dir, "control.sock"), sigs: make(chan os.Signal, 1)}
+	s.conf = fmt.Sprintf(provisionConf, s.sock)
 	s.rootHash, _ = hex.DecodeString(m[1])
 
 	ctx := context.Background()
@@ -118,7 +124,12 @@ func startProvisionSite(t *testing.T) *provisionSite {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	cfg, err := config.Parse("amtd.conf", strings.NewReader(fmt.Sprintf(provisionConf, s.sock)))
+	load := func(path string) (*config.Config, error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return config.Parse(path, strings.NewReader(s.conf))
+	}
+	cfg, err := load("amtd.conf")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +154,8 @@ func startProvisionSite(t *testing.T) *provisionSite {
 			}
 			return nil
 		},
-		Signals:     make(chan os.Signal),
+		Signals:     s.sigs,
+		Load:        load,
 		Watchdog:    -1,
 		StatusEvery: time.Hour,
 	}
@@ -206,6 +218,14 @@ func (s *provisionSite) device(ip string, tlsPort int, faults *amtsim.Faults) (*
 		t.Fatal(err)
 	}
 	return d, l.TLS.String()
+}
+
+// reload gives the daemon conf and sends it SIGHUP.
+func (s *provisionSite) reload(conf string) {
+	s.mu.Lock()
+	s.conf = conf
+	s.mu.Unlock()
+	s.sigs <- syscall.SIGHUP
 }
 
 func (s *provisionSite) hello(d *amtsim.Device) {
@@ -320,5 +340,13 @@ func TestStatusShowsProvisioningProgress(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Fatalf("amtd status lacks %q:\n%s", want, text)
 		}
+	}
+
+	// A reload with another limit: the rebuilt service takes it for new
+	// work, and its counts start again.
+	s.reload(strings.Replace(s.conf, "MaxConcurrentActivations=1", "MaxConcurrentActivations=4", 1))
+	p = s.waitProgress("the new limit", func(p control.ProvisioningStatus) bool { return p.MaxConcurrent == 4 })
+	if p.MaxQueued != 32 || p.Succeeded != 0 || p.Failed != 0 {
+		t.Fatalf("after reload %+v", p)
 	}
 }
