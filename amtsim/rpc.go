@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,10 @@ type RPCOptions struct {
 	// AMT's first byte and then for more (rpc-go: 2 s each). A test may
 	// shorten TLSIdle: every TLS handshake round waits it out.
 	TLSFirstByte, TLSIdle time.Duration
+	// LMSFailures injects faults in TLS-tunnel mode: the n-th messages
+	// relayed (1-based) fail as if LMS broke, and the relay answers
+	// connection_reset lms_error instead of reaching AMT.
+	LMSFailures []int
 }
 
 // RunRPC plays rpc-go on this device's host: it reads what HECI would give
@@ -92,6 +97,7 @@ func (d *Device) RunRPC(ctx context.Context, o RPCOptions) (*rps.Message, error)
 		return nil, fmt.Errorf("amtsim rpc: %w", err)
 	}
 	var tunnel *lmsTunnel
+	relayed := 0
 	if p.TLSEnforced {
 		if o.ODCA == nil {
 			if o.ODCA, err = DefaultODCA(); err != nil {
@@ -142,6 +148,14 @@ func (d *Device) RunRPC(ctx context.Context, o RPCOptions) (*rps.Message, error)
 			b, err := m.PayloadBytes()
 			if err != nil {
 				return nil, fmt.Errorf("amtsim rpc: %w", err)
+			}
+			relayed++
+			if slices.Contains(o.LMSFailures, relayed) {
+				tunnel.close()
+				if err := send(client.Message(rps.MethodConnectionReset, []byte(rps.ResetLMSError))); err != nil {
+					return nil, fmt.Errorf("amtsim rpc: %w", err)
+				}
+				continue
 			}
 			if method, out := tunnel.relay(b); method != "" {
 				if err := send(client.Message(method, out)); err != nil {

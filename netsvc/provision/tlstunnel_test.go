@@ -15,6 +15,7 @@ import (
 
 	"amtd/amt/rps"
 	"amtd/amtsim"
+	"amtd/pki"
 	"amtd/secret"
 	"amtd/store"
 )
@@ -259,5 +260,78 @@ func TestParseTunnelTrust(t *testing.T) {
 	}
 	if _, err := ParseTunnelTrust("none"); err == nil {
 		t.Error("accepted none")
+	}
+}
+
+// A profile with TLS on an AMT 19+ device: amtd configures the device's
+// certificate through the tunnel, tells the agent AMT's TLS restarts
+// (port_switch, acknowledged), and later sessions accept the certificate
+// because it chains to the appliance CA.
+func TestAgentTLSTunnelConfiguresTLS(t *testing.T) {
+	r := newTLS19Rig(t)
+	ca, err := pki.New(time.Now(), "test site")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.srv.Engine.DeviceCA = ca
+	ctx := context.Background()
+	if err := r.store.Profiles().Put(ctx, store.Profile{Name: "site-ccm-tls", Settings: json.RawMessage(`{"mode":"ccm","tls":true}`)}, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	d := newDevice19(t, amtsim.Config{})
+	m := r.rpc(t, d, "activate --profile site-ccm-tls", nil, nil)
+	if m.Method != rps.MethodSuccess {
+		t.Fatalf("got %s %q\n%s", m.Method, m.Message, r.logs)
+	}
+	var res rps.Result
+	if err := json.Unmarshal([]byte(m.Message), &res); err != nil || res.TLSConfiguration != "Configured" {
+		t.Fatalf("result %+v %v", res, err)
+	}
+	if s := d.Snapshot(); !s.ActiveTLS.Enabled {
+		t.Fatalf("active TLS %+v", s.ActiveTLS)
+	}
+	admin, _ := r.store.Secrets().Current(ctx, d.UUID.String(), store.AMTAdmin)
+	m = r.rpc(t, d, "maintenance -password "+admin.RevealString()+" --synctime", nil, func(p *rps.Payload) { p.Password = rps.Password{Value: admin} })
+	if m.Method != rps.MethodSuccess {
+		t.Fatalf("synctime: %s %q", m.Method, m.Message)
+	}
+	if !strings.Contains(r.logs.String(), "the one amtd configured (appliance device CA)") {
+		t.Fatalf("the configured certificate was not recognised:\n%s", r.logs)
+	}
+}
+
+// connection_reset: during a handshake amtd starts a new one (rpc-go
+// reopens LMS on the ClientHello); after the request went out it fails the
+// call, saying AMT may have acted on it (spec/rpc-protocol.md §6, §7).
+func TestAgentTLSTunnelConnectionReset(t *testing.T) {
+	r := newTLS19Rig(t)
+	run := func(d *amtsim.Device, failures ...int) *rps.Message {
+		m, err := d.RunRPC(context.Background(), amtsim.RPCOptions{URL: r.url, Command: "activate --profile site-ccm", TenantID: enrolToken, Insecure: true,
+			Timeout: 2 * time.Minute, ODCA: r.odca, TLSFirstByte: 20 * time.Second, TLSIdle: 50 * time.Millisecond, LMSFailures: failures})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	// Message 1 is the first ClientHello; after its reset, 2 is the new
+	// ClientHello and 3 the client's Finished: both resets fall in the
+	// first request's handshakes.
+	d := newDevice19(t, amtsim.Config{})
+	if m := run(d, 1, 3); m.Method != rps.MethodSuccess || d.ControlMode() != amtsim.ModeCCM {
+		t.Fatalf("resets during handshakes: %s %q\n%s", m.Method, m.Message, r.logs)
+	}
+	// Messages 1 and 2 are the handshake, 3 the first request.
+	d = newDevice19(t, amtsim.Config{})
+	m := run(d, 3)
+	if m.Method != rps.MethodError || !strings.Contains(m.Message, "lost its connection to AMT (LMS) (lms_error) after the request went out") {
+		t.Fatalf("reset after the request: %s %q", m.Method, m.Message)
+	}
+	if d.ControlMode() != amtsim.ModePreProvisioning {
+		t.Fatal("device changed")
+	}
+	// Resets on every attempt give up after tunnelHandshakeAttempts.
+	d = newDevice19(t, amtsim.Config{})
+	if m := run(d, 1, 2, 3, 4); m.Method != rps.MethodError || !strings.Contains(m.Message, "handshake") {
+		t.Fatalf("resets on every handshake: %s %q", m.Method, m.Message)
 	}
 }
