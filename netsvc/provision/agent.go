@@ -47,8 +47,8 @@ type AgentServer struct {
 	// TunnelTrust is which certificates AMT 19+ devices may present in
 	// the TLS tunnel; "" is TrustODCA (spec/network.md §7).
 	TunnelTrust TunnelTrust
-	// ODCARoots replaces Intel's On-Die CA root as the tunnel's trust
-	// anchor (tests, with amtsim's simulated ODCA); nil: Intel's.
+	// ODCARoots are trusted as On-Die CA roots besides Intel's built-in
+	// one (amtsim's simulated ODCA, `amtsim -odca FILE`).
 	ODCARoots []*x509.Certificate
 	// TLSRestartDelay is how long AMT 19+ is given to restart its TLS
 	// stack after CommitChanges before the next connection; 0 is RPS's
@@ -404,6 +404,7 @@ func (e *Engine) ActivateCCM(ctx context.Context, uuid, host string, dial wsman.
 	if err := e.ensureDevice(ctx, uuid, version); err != nil {
 		return err
 	}
+	e.started("agent-ccm")
 	defer e.recordFailure(ctx, uuid, &err)
 	if err := devs.SetState(ctx, uuid, StateActivating, StepConnect, "agent, client control mode", false); err != nil {
 		return err

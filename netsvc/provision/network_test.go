@@ -179,4 +179,7 @@ func TestAgentAppliesNetworkProfile(t *testing.T) {
 	if got := portFlags(simPort(t, d, " 0")); got != "dhcp=false sync=true sharedstatic=true" {
 		t.Fatalf("wired port: %s", got)
 	}
+	if v := r.reg.CounterVec("amtd_activations_started_total", "", "path").With("agent-ccm").Value(); v != 1 {
+		t.Fatalf("agent-ccm activations started: %v", v)
+	}
 }
