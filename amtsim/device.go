@@ -83,6 +83,7 @@ type Device struct {
 	cira       *ciraState
 	consent    optIn
 	onCommit   []func()
+	kvmIn      kvmInput // what the last KVM session received (redirection.go)
 }
 
 // New boots a device: it loads the settings file when one exists, else

@@ -3,13 +3,16 @@ package amtsim
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"amtd/amt/digest"
@@ -34,6 +37,39 @@ func KVMPattern(b []byte, off uint64) {
 		n := off + uint64(i)
 		b[i] = byte(splitmix64(n/8) >> ((n % 8) * 8))
 	}
+}
+
+// kvmInput counts and hashes the console's bytes of the latest KVM session.
+type kvmInput struct {
+	mu sync.Mutex
+	n  int64
+	h  hash.Hash
+}
+
+func (k *kvmInput) reset() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.n, k.h = 0, sha256.New()
+}
+
+func (k *kvmInput) Write(p []byte) (int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.n += int64(len(p))
+	k.h.Write(p)
+	return len(p), nil
+}
+
+// KVMInput returns how many bytes the console sent in the latest KVM
+// session after KVM start, and their SHA-256.
+func (d *Device) KVMInput() (int64, [32]byte) {
+	d.kvmIn.mu.Lock()
+	defer d.kvmIn.mu.Unlock()
+	var sum [32]byte
+	if d.kvmIn.h != nil {
+		copy(sum[:], d.kvmIn.h.Sum(nil))
+	}
+	return d.kvmIn.n, sum
 }
 
 func splitmix64(x uint64) uint64 {
@@ -255,8 +291,10 @@ func (d *Device) serveKVM(br *bufio.Reader, w io.Writer) error {
 	if err := writeRedir(w, redir.KVMStartReply{}); err != nil {
 		return err
 	}
-	// Console input (RFB client messages) is read and dropped.
-	go func() { _, _ = io.Copy(io.Discard, br) }()
+	// Console input (RFB client messages) is counted and hashed, so a
+	// relay test can check what arrived, and dropped.
+	d.kvmIn.reset()
+	go func() { _, _ = io.Copy(&d.kvmIn, br) }()
 	buf := make([]byte, 4096)
 	var off uint64
 	for {

@@ -66,6 +66,9 @@ func newRegistrar(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) 
 type ciraLink struct {
 	mu  sync.Mutex
 	svc *cira.Service
+	// relays outlives the API services reloads build, so redirection
+	// tokens stay valid and open relay sessions stay counted (issue 6).
+	relays *api.RelayState
 }
 
 func (l *ciraLink) newCIRA(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
@@ -95,7 +98,13 @@ func (l *ciraLink) newAPI(cfg *config.Config, deps netsvc.Deps) (netsvc.Service,
 	if cfg.CIRA.Enable {
 		d = l
 	}
-	return newAPI(cfg, deps, d)
+	l.mu.Lock()
+	if l.relays == nil {
+		l.relays = api.NewRelayState()
+	}
+	r := l.relays
+	l.mu.Unlock()
+	return newAPI(cfg, deps, d, r)
 }
 
 func newDHCP(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, error) {
@@ -137,7 +146,7 @@ func newProvisioning(cfg *config.Config, deps netsvc.Deps) (netsvc.Service, erro
 // newAPI serves the console API with the appliance certificate, the one
 // devices already trust for CIRA (created here in a store made before amtd
 // had a CA).
-func newAPI(cfg *config.Config, deps netsvc.Deps, devices api.DeviceDialer) (netsvc.Service, error) {
+func newAPI(cfg *config.Config, deps netsvc.Deps, devices api.DeviceDialer, relays *api.RelayState) (netsvc.Service, error) {
 	if deps.Store == nil {
 		return nil, fmt.Errorf("api: needs the store")
 	}
@@ -162,7 +171,7 @@ func newAPI(cfg *config.Config, deps netsvc.Deps, devices api.DeviceDialer) (net
 	if err != nil {
 		return nil, fmt.Errorf("api: the HTTPS certificate (from [Site] Hostname= and Address=): %w", err)
 	}
-	return api.New(cfg, deps, api.Options{Certificate: sc.GetCertificate, Devices: devices})
+	return api.New(cfg, deps, api.Options{Certificate: sc.GetCertificate, Devices: devices, Relays: relays})
 }
 
 // Optional interfaces a service may implement for STATUS= and `amtd status`.

@@ -32,6 +32,10 @@ func (s *Service) routes() []route {
 		{"GET", "/api/v1/devices/stats", "devices.stats", store.RoleViewer, s.deviceStats},
 		{"GET", "/api/v1/devices/tags", "devices.tags", store.RoleViewer, s.deviceTags},
 		{"GET", "/api/v1/devices/{guid}", "devices.get", store.RoleViewer, s.getDevice},
+		// The redirection relay (spec/redirection.md §6; relay.go).
+		{"GET", "/api/v1/authorize/redirection/{guid}", "authorize.redirection", store.RoleOperator, s.authorizeRedirection},
+		{"GET", "/api/v1/devices/redirectstatus/{guid}", "devices.redirectstatus", store.RoleViewer, s.redirectStatus},
+		{"GET", "/api/v1/devices/redirectStatus/{guid}", "devices.redirectstatus", store.RoleViewer, s.redirectStatus},
 		{"GET", "/api/v1/version", "version", store.RoleViewer, s.version},
 		{"GET", "/api/v1/health", "health", store.RoleViewer, s.health},
 		{"GET", "/api/v1/ciracert", "ciracert", store.RoleViewer, s.ciraCert},
@@ -105,6 +109,18 @@ func (s *Service) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/api/v1/authorize" {
 			s.authorize(w, r)
+			return
+		}
+		// The relay authenticates with its own token, in the WebSocket
+		// subprotocol, and lives as long as the session.
+		if r.URL.Path == relayPath {
+			s.serveRelay(w, r)
+			return
+		}
+		// Any other upgrade is refused (spec/redirection.md §6).
+		if isUpgrade(r) {
+			s.relayRefusal(w, r, "api:anonymous", "api", http.StatusUnauthorized,
+				"WebSocket upgrades are served only at "+relayPath)
 			return
 		}
 		k, reason := s.authenticate(r)

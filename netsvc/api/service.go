@@ -46,8 +46,10 @@ const (
 	idleTimeout      = 120 * time.Second
 	requestTimeout   = 10 * time.Second
 	// maxConns bounds open connections (and so goroutines and TLS state)
-	// per listener; consoles and scripts need a handful each.
-	maxConns = 512
+	// per listener; consoles and scripts need a handful each, and every
+	// open relay session holds one (at most three per device, one per
+	// mode): a site of a thousand devices under remote support fits.
+	maxConns = 2048
 )
 
 // Options are what the daemon hands the service besides the configuration.
@@ -58,10 +60,15 @@ type Options struct {
 	// Devices reaches devices over CIRA for the /api/v1/amt/* routes: the
 	// running CIRA service. Nil when [CIRA] is off; those routes then say so.
 	Devices DeviceDialer
+	// Relays keeps redirection tokens and open relay sessions across the
+	// Services a reload builds. Nil: the Service keeps its own and ends its
+	// sessions on Close.
+	Relays *RelayState
 }
 
-// Service is the console API and the metrics endpoint. It holds no state a
-// reload must keep: the daemon rebuilds it on the same sockets.
+// Service is the console API and the metrics endpoint. The daemon rebuilds
+// it on the same sockets on reload; the one state a reload must keep, the
+// relay's tokens and open sessions, comes in Options.Relays.
 type Service struct {
 	cfg  config.API
 	deps netsvc.Deps
@@ -73,6 +80,12 @@ type Service struct {
 	authFailures *metrics.CounterVec
 	auditDropped *metrics.Counter
 	failAudit    limiter
+
+	relays        *RelayState
+	ownRelays     bool
+	relayActive   *metrics.GaugeVec
+	relaySessions *metrics.CounterVec
+	relayBytes    *metrics.CounterVec
 
 	mu      sync.Mutex
 	api     *http.Server
@@ -126,6 +139,16 @@ func New(cfg *config.Config, deps netsvc.Deps, opts Options) (*Service, error) {
 		// A flood of bad tokens must not become a flood of disk writes:
 		// audit 20 at once, then one a second; the counter has the rest.
 		failAudit: limiter{burst: 20, every: time.Second},
+		relays:    opts.Relays,
+		relayActive: reg.GaugeVec("amtd_relay_sessions_active",
+			"Redirection relay sessions open now, by mode (kvm, sol, ider).", "mode"),
+		relaySessions: reg.CounterVec("amtd_relay_sessions_total",
+			"Redirection relay sessions opened (WebSocket upgraded), by mode.", "mode"),
+		relayBytes: reg.CounterVec("amtd_relay_bytes_total",
+			"Bytes the redirection relay passed, by mode and direction (to_device, to_console).", "mode", "direction"),
+	}
+	if s.relays == nil {
+		s.relays, s.ownRelays = NewRelayState(), true
 	}
 	return s, nil
 }
@@ -228,6 +251,11 @@ func (s *Service) Close(ctx context.Context) error {
 	api, m := s.api, s.metrics
 	s.mu.Unlock()
 	var errs []error
+	// Relay sessions are hijacked connections Shutdown does not see; a
+	// daemon-held RelayState keeps them across a reload.
+	if s.ownRelays {
+		defer s.relays.Close()
+	}
 	for _, srv := range []*http.Server{api, m} {
 		if srv == nil {
 			continue
