@@ -194,3 +194,35 @@ func TestFailureReason(t *testing.T) {
 		}
 	}
 }
+
+// Agent sessions show in the progress with the step the device's history
+// last records.
+func TestProgressListsAgentSessions(t *testing.T) {
+	st := testStore(t)
+	ctx := ctxT(t)
+	const uuid = "11111111-2222-3333-4444-555555555555"
+	eng := &Engine{Store: st}
+	if err := eng.ensureDevice(ctx, uuid, "16.1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Devices().SetState(ctx, uuid, StateActivating, "setup", "agent, client control mode", false); err != nil {
+		t.Fatal(err)
+	}
+	a := &AgentServer{Engine: eng}
+	hl := &HelloListener{Engine: eng}
+	hl.Limits.fill()
+	hl.running = map[string]activation{}
+	s := &Service{hl: hl, agent: a, progress: newProgress(time.Now()), deps: netsvc.Deps{Store: st}}
+	if !a.claim(uuid) {
+		t.Fatal("claim")
+	}
+	p := s.Provisioning(ctx)
+	if len(p.Running) != 1 || p.Running[0].UUID != uuid || p.Running[0].Path != "agent" || p.Running[0].Step != "setup" ||
+		p.Running[0].StepDetail != "agent, client control mode" || p.Running[0].StepSince.IsZero() {
+		t.Fatalf("progress %+v", p)
+	}
+	a.release(uuid)
+	if p := s.Provisioning(ctx); len(p.Running) != 0 {
+		t.Fatalf("after release %+v", p)
+	}
+}
