@@ -912,9 +912,12 @@ func (s *Service) disconnect(w http.ResponseWriter, r *http.Request) (string, in
 	} else if err != nil {
 		return obj, s.internal(w, "reading device "+u, err)
 	}
+	if s.opts.Devices == nil {
+		return obj, writeError(w, http.StatusNotFound, notConnected+": [CIRA] is off in amtd.conf, so amtd holds no device link")
+	}
 	dc, ok := s.opts.Devices.(DeviceDisconnecter)
 	if !ok {
-		return obj, writeError(w, http.StatusNotFound, notConnected+": [CIRA] is off in amtd.conf, so amtd holds no device link")
+		return obj, writeError(w, http.StatusNotImplemented, "this amtd's way to devices cannot drop a CIRA link")
 	}
 	if !dc.Disconnect(u) {
 		return obj, writeError(w, http.StatusNotFound, notConnected+": device "+u+" has no CIRA link to this amtd")

@@ -1,0 +1,16 @@
+package daemon
+
+import "amtd/netsvc/api"
+
+// The API drops a device's CIRA link (DELETE /api/v1/devices/disconnect)
+// through the DeviceDialer it is handed, when that can.
+var _ api.DeviceDisconnecter = (*ciraLink)(nil)
+
+// Disconnect implements api.DeviceDisconnecter with the running CIRA
+// service; false when there is none or the device has no link.
+func (l *ciraLink) Disconnect(uuid string) bool {
+	l.mu.Lock()
+	svc := l.svc
+	l.mu.Unlock()
+	return svc != nil && svc.Disconnect(uuid)
+}
