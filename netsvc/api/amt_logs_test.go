@@ -10,14 +10,22 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"amtd/amt/auditlog"
+	"amtd/amt/digest"
+	"amtd/amt/wsman"
+	"amtd/netsvc"
+	"amtd/secret"
 	"amtd/store"
 )
 
@@ -512,6 +520,122 @@ func (le *logsEnv) checkAudit(t *testing.T, want ...string) {
 	for _, pw := range []string{simAdminPass, simMPSPass} {
 		if strings.Contains(strings.Join(le.bodies, "\n"), pw) || strings.Contains(le.logs.String(), pw) {
 			t.Errorf("a password appears in a response or the log")
+		}
+	}
+}
+
+// hostileDevice is an AMT that authenticates as a device should and then
+// answers AMT_AuditLog and AMT_MessageLog methods with what broken or
+// hostile firmware could send.
+type hostileDevice struct {
+	srv    *httptest.Server
+	answer func(method string) []wsman.Property
+}
+
+func (h *hostileDevice) Dial(ctx context.Context, _ string, _ uint16) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", h.srv.Listener.Addr().String())
+}
+
+func newHostileDevice(t *testing.T) *hostileDevice {
+	h := &hostileDevice{}
+	realm := "Digest:" + strings.Repeat("AB", 16)
+	ds := digest.NewServer(realm)
+	creds := digest.PasswordCredentials("admin", realm, secret.FromString(simAdminPass))
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if _, err := ds.Verify(time.Now(), r.Method, r.Header.Get("Authorization"), creds); err != nil {
+			w.Header().Set("WWW-Authenticate", ds.Challenge(time.Now(), errors.Is(err, digest.ErrStale)))
+			w.Header().Set("Content-Length", "0")
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		msg, err := wsman.ParseRequest(body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		method := strings.TrimPrefix(msg.Header.Action, msg.Header.ResourceURI+"/")
+		b := wsman.WriteMethodResponse(wsman.ReplyTo(msg, 1), wsman.Instance{Class: method + "_OUTPUT",
+			Namespace: msg.Header.ResourceURI, Props: h.answer(method)})
+		w.Header().Set("Content-Type", "application/soap+xml; charset=UTF-8")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		_, _ = w.Write(b)
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+// TestAMTLogsHostileDevice: answers no AMT sends (a count that is not a
+// number, a hundred times the records asked for, a record longer than
+// any, an event log over the response cap) are refused with a 502 naming
+// the problem or cut to what was asked, never decoded without bound.
+func TestAMTLogsHostileDevice(t *testing.T) {
+	hd := newHostileDevice(t)
+	e := newEnvDevices(t, false, func(*store.Store, *netsvc.Listeners) DeviceDialer { return hd })
+	addSimDevice(t, e.st, simUUID)
+	viewer := e.key(store.RoleViewer, "viewer")
+	audit, _ := wsman.ResourceURI("AMT_AuditLog")
+	msgLog, _ := wsman.ResourceURI("AMT_MessageLog")
+	good, _ := auditlog.Record{AppID: 16, EventID: 2, InitiatorType: auditlog.InitiatorLocal}.Encode()
+	goodEvent := base64.StdEncoding.EncodeToString(make([]byte, 21))
+	p := func(ns, name, v string) wsman.Property { return wsman.Property{Name: name, Namespace: ns, Value: v} }
+	records := func(n int, rec string) []wsman.Property {
+		out := []wsman.Property{p(audit, "TotalRecordCount", strconv.Itoa(n)), p(audit, "RecordsReturned", strconv.Itoa(n))}
+		for range n {
+			out = append(out, p(audit, "EventRecords", rec))
+		}
+		return append(out, p(audit, "ReturnValue", "0"))
+	}
+	events := func(id string, n int) func(string) []wsman.Property {
+		return func(method string) []wsman.Property {
+			if method == "PositionToFirstRecord" {
+				return []wsman.Property{p(msgLog, "IterationIdentifier", id), p(msgLog, "ReturnValue", "0")}
+			}
+			out := []wsman.Property{p(msgLog, "IterationIdentifier", "9"), p(msgLog, "NoMoreRecords", "true")}
+			for range n {
+				out = append(out, p(msgLog, "RecordArray", goodEvent))
+			}
+			return append(out, p(msgLog, "ReturnValue", "0"))
+		}
+	}
+	for _, c := range []struct {
+		name, path string
+		answer     func(string) []wsman.Property
+		status     int
+		says       string
+		n          int
+	}{
+		{"sane audit", "log/audit/", func(string) []wsman.Property { return records(3, base64.StdEncoding.EncodeToString(good)) }, 200, `"totalCnt":3`, 3},
+		{"count not a number", "log/audit/", func(string) []wsman.Property {
+			return []wsman.Property{p(audit, "TotalRecordCount", "lots"), p(audit, "ReturnValue", "0")}
+		}, 502, "TotalRecordCount", 0},
+		{"a thousand records", "log/audit/", func(string) []wsman.Property { return records(1000, base64.StdEncoding.EncodeToString(good)) }, 502, "at most 10", 0},
+		{"a 100 KB record", "log/audit/", func(string) []wsman.Property {
+			return records(1, base64.StdEncoding.EncodeToString(make([]byte, 100<<10)))
+		}, 502, "longer than any audit record", 0},
+		{"not base64", "log/audit/", func(string) []wsman.Property { return records(1, "!!!") }, 502, "not base64", 0},
+		{"5000 events", "log/event/", events("1", 5000), 200, "", eventReadMax},
+		{"identifier not a number", "log/event/", events("x", 1), 502, "IterationIdentifier", 0},
+		{"events over the response cap", "log/event/", events("1", 200000), 502, "", 0},
+	} {
+		hd.answer = c.answer
+		st, b := e.do("GET", "/api/v1/amt/"+c.path+simUUID, bearer(viewer), nil)
+		if st != c.status || !strings.Contains(string(b), c.says) {
+			t.Errorf("%s: %d %.300s, want %d saying %q", c.name, st, b, c.status, c.says)
+			continue
+		}
+		if st == 200 && c.path == "log/event/" {
+			var ev []any
+			if err := json.Unmarshal(b, &ev); err != nil || len(ev) != c.n {
+				t.Errorf("%s: %d events (%v), want %d", c.name, len(ev), err, c.n)
+			}
+		}
+		if st == 200 && c.path == "log/audit/" {
+			var a auditAnswer
+			if err := json.Unmarshal(b, &a); err != nil || len(a.Records) != c.n {
+				t.Errorf("%s: %d records (%v), want %d", c.name, len(a.Records), err, c.n)
+			}
 		}
 	}
 }
