@@ -102,10 +102,7 @@ type tunnel struct {
 
 func newTunnel(s *agentSession, log *slog.Logger, trust TunnelTrust, odca []*x509.Certificate, deviceCA []byte, activated bool) *tunnel {
 	t := &tunnel{s: s, log: log, sem: make(chan struct{}, 1), trust: trust, odca: x509.NewCertPool()}
-	if len(odca) == 0 {
-		odca = intelODCARoots()
-	}
-	for _, c := range odca {
+	for _, c := range append(intelODCARoots(), odca...) {
 		t.odca.AddCert(c)
 	}
 	if len(deviceCA) > 0 {

@@ -137,6 +137,11 @@ func TestAgentTLSTunnelCCM(t *testing.T) {
 	if m.Method != rps.MethodSuccess || status(t, m) != "Time synchronized." {
 		t.Fatalf("synctime: %s %q", m.Method, m.Message)
 	}
+	syncip := func(p *rps.Payload) { withAdmin(p); p.IPConfiguration.IPAddress = "10.9.8.7" }
+	m = r.rpc(t, d, "maintenance -password "+admin.RevealString()+" --syncip", nil, syncip)
+	if m.Method != rps.MethodSuccess || status(t, m) != "IP synchronized." {
+		t.Fatalf("syncip: %s %q", m.Method, m.Message)
+	}
 	m = r.rpc(t, d, "deactivate --password "+admin.RevealString(), nil, withAdmin)
 	if m.Method != rps.MethodSuccess || status(t, m) != "Deactivated" || d.ControlMode() != amtsim.ModePreProvisioning {
 		t.Fatalf("deactivate: %s %q mode %d", m.Method, m.Message, d.ControlMode())
@@ -174,8 +179,21 @@ func TestAgentTLSTunnelACM(t *testing.T) {
 	}
 
 	withAdmin := func(pw secret.Value) func(*rps.Payload) {
-		return func(p *rps.Payload) { p.Password = rps.Password{Value: pw} }
+		return func(p *rps.Payload) {
+			p.Password, p.CertHashes = rps.Password{Value: pw}, []string{chain.rootHash().Hex}
+		}
 	}
+	// An AMT 19+ device already in CCM is upgraded through the tunnel.
+	d2 := newDevice19(t, amtsim.Config{ExtraRootHashes: []amtsim.RootHash{chain.rootHash()}})
+	if m := r.rpc(t, d2, "activate --profile site-ccm", nil, nil); m.Method != rps.MethodSuccess {
+		t.Fatalf("ccm: %q", m.Message)
+	}
+	admin2, _ := r.store.Secrets().Current(ctx, d2.UUID.String(), store.AMTAdmin)
+	m = r.rpc(t, d2, "activate --profile site-acm", nil, withAdmin(admin2))
+	if m.Method != rps.MethodSuccess || status(t, m) != "Upgraded to admin control mode." || d2.ControlMode() != amtsim.ModeACM {
+		t.Fatalf("upgrade: %s %q mode %d", m.Method, m.Message, d2.ControlMode())
+	}
+
 	m = r.rpc(t, d, "maintenance -password "+admin.RevealString()+" --changepassword", nil, withAdmin(admin))
 	if m.Method != rps.MethodSuccess || status(t, m) != "Password changed." {
 		t.Fatalf("changepassword: %s %q", m.Method, m.Message)
