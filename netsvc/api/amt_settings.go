@@ -162,6 +162,9 @@ var bootActions = map[int]bootAction{
 	401: {name: "Power on to PXE", cap: "ForcePXEBoot", source: "Intel(r) AMT: Force PXE Boot"},
 }
 
+// resetVariant is the reset action of each power-on boot action.
+var resetVariant = map[int]int{100: 101, 201: 200, 203: 202, 401: 400}
+
 // bootActionList names the boot actions amtd takes, for error messages.
 const bootActionList = "100 (power up to BIOS), 101 (reset to BIOS), 200/201 (reset/power on to IDE-R floppy), " +
 	"202/203 (reset/power on to IDE-R CD), 400 (reset to PXE), 401 (power on to PXE)"
@@ -252,7 +255,8 @@ const (
 // PBA and WinRE boot, which need UEFI boot parameters amtd does not build
 // yet, 300/301 diagnostic, for which MPS sends no boot source), actions
 // the device lacks the capability for, and SOL or IDE-R while the device
-// has them disabled (POST /amt/features first).
+// has them disabled (POST /amt/features first), and a power-on action to
+// a host that is already on (the reset variant does it).
 func (s *Service) bootOptions(w http.ResponseWriter, r *http.Request) (string, int) {
 	var req struct {
 		Action      *int            `json:"action"`
@@ -290,6 +294,20 @@ func (s *Service) bootOptions(w http.ResponseWriter, r *http.Request) (string, i
 	if !propBool(&caps, act.cap) {
 		return obj, writeError(w, http.StatusBadRequest, "device "+u+" cannot "+strings.ToLower(act.name)+
 			": its AMT_BootCapabilities has "+act.cap+" false (GET /api/v1/amt/power/capabilities lists what it can)")
+	}
+	if !act.reset {
+		// A power-on to a host that is on would boot nothing and leave the
+		// one-time settings for whatever boot comes next.
+		items, err := c.Enumerate(ctx, "CIM_AssociatedPowerManagementService")
+		if err != nil {
+			return obj, s.deviceError(w, u, err)
+		}
+		for i := range items {
+			if items[i].Value("PowerState") == "2" {
+				return obj, writeError(w, http.StatusConflict, "device "+u+" is on, and action "+strconv.Itoa(*req.Action)+
+					" powers it on; use "+strconv.Itoa(resetVariant[*req.Action])+" ("+strings.ToLower(bootActions[resetVariant[*req.Action]].name)+") instead")
+			}
+		}
 	}
 	if req.UseSOL && !propBool(&caps, "SOL") {
 		return obj, writeError(w, http.StatusBadRequest, "device "+u+" cannot boot with SOL: its AMT_BootCapabilities has SOL false; send useSOL false")

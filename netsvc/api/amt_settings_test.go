@@ -280,6 +280,10 @@ func TestAMTFeaturesAndBootOverCIRA(t *testing.T) {
 	if st, b := sc.do("POST", boot, op, `{"action": 202}`); st != 409 || !strings.Contains(b, "enableIDER") {
 		t.Errorf("IDE-R boot with IDE-R off: %d %s", st, b)
 	}
+	// The host is on: powering it on to BIOS is refused with the reset to use.
+	if st, b := sc.do("POST", boot, op, `{"action": 100}`); st != 409 || !strings.Contains(b, "use 101") {
+		t.Errorf("power on to BIOS while on: %d %s", st, b)
+	}
 	if st, b := sc.do("POST", boot, viewer, `{"action": 101}`); st != 403 {
 		t.Errorf("viewer bootOptions: %d %s", st, b)
 	}
