@@ -307,6 +307,7 @@ func TestStatusShowsProvisioningProgress(t *testing.T) {
 		t.Fatalf("queued %+v", q)
 	}
 	text := s.status()
+	t.Logf("amtd status while one waits at its first step:\n%s", text)
 	for _, want := range []string{
 		"provisioning: 1 running (at most 1), 1 queued (at most 8)", "0 done, 0 failed",
 		"ACTIVATING", a.UUID.String() + "  hello  127.0.77.1  connect (127.0.77.1:16993)",
