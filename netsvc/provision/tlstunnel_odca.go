@@ -3,6 +3,8 @@ package provision
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
+	"os"
 	"sync"
 )
 
@@ -43,3 +45,31 @@ var intelODCA = sync.OnceValue(func() *x509.Certificate {
 
 // intelODCARoots is the default trust for the agent TLS tunnel.
 func intelODCARoots() []*x509.Certificate { return []*x509.Certificate{intelODCA()} }
+
+// LoadODCARoots reads extra On-Die CA roots for AgentServer.ODCARoots from
+// a PEM file (amtsim writes its simulated root to FILE.crt with -odca
+// FILE). Only CERTIFICATE blocks are read; a file with none is an error.
+func LoadODCARoots(path string) ([]*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("agent ODCA roots: %w", err)
+	}
+	var out []*x509.Certificate
+	for blk, rest := pem.Decode(b); blk != nil; blk, rest = pem.Decode(rest) {
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("agent ODCA roots %s: %w", path, err)
+		}
+		if !c.IsCA {
+			return nil, fmt.Errorf("agent ODCA roots %s: %s is not a CA certificate", path, c.Subject)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("agent ODCA roots %s: no PEM certificate in the file", path)
+	}
+	return out, nil
+}

@@ -8,6 +8,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -351,5 +353,23 @@ func TestAgentTLSTunnelConnectionReset(t *testing.T) {
 	d = newDevice19(t, amtsim.Config{})
 	if m := run(d, 1, 2, 3, 4); m.Method != rps.MethodError || !strings.Contains(m.Message, "handshake") {
 		t.Fatalf("resets on every handshake: %s %q", m.Method, m.Message)
+	}
+}
+
+func TestLoadODCARoots(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "odca.pem")
+	o, err := amtsim.LoadODCA(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := LoadODCARoots(path + ".crt")
+	if err != nil || len(roots) != 1 || !roots[0].Equal(o.Root) {
+		t.Fatalf("%v %v", roots, err)
+	}
+	if err := os.WriteFile(path+".bad", []byte("no pem here"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadODCARoots(path + ".bad"); err == nil {
+		t.Fatal("a file without certificates was accepted")
 	}
 }
