@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -15,9 +17,10 @@ import (
 const devicesUsage = `Usage: amtd devices [list|show UUID|history UUID] [OPTIONS]
 
 Commands:
-  list           every device: provisioning state, control mode, AMT version, CIRA, address, last error
-  show UUID      one device in full: what it is, where it is in provisioning, what happens next,
-                 and which stored passwords it has (their states, never their values)
+  list           every device: provisioning state, control mode, AMT version, CIRA link (up or down since,
+                 last seen, where from, ports forwarded), address, last error
+  show UUID      one device in full: what it is, where it is in provisioning, its CIRA link, what happens
+                 next, and which stored passwords it has (their states, never their values)
   history UUID   the device's provisioning steps, oldest first
 
 Run 'amtd devices list -h' for the options (configuration file, database, --json).
@@ -61,14 +64,42 @@ func orDash(s string) string {
 	return s
 }
 
+// ciraText is the CIRA link in a few words: up or down, and since when.
+// The relay writes link state every few seconds (spec/apf.md §10), so it
+// lags a link by that much.
 func ciraText(d store.Device) string {
 	switch {
+	case d.CIRA.Connected && !d.CIRA.ConnectedSince.IsZero():
+		return "up since " + timeText(d.CIRA.ConnectedSince)
 	case d.CIRA.Connected:
-		return "connected"
+		return "up"
 	case !d.CIRA.LastDisconnected.IsZero():
-		return "down since " + d.CIRA.LastDisconnected.UTC().Format(time.DateTime)
+		return "down since " + timeText(d.CIRA.LastDisconnected)
 	}
 	return "-"
+}
+
+func timeText(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.DateTime)
+}
+
+// portsText lists the ports the device forwards on its link (AMT's
+// TCPIP_FORWARD requests, spec/apf.md §4 step 6): `amtd forward` reaches
+// these.
+func portsText(ps []uint16) string {
+	if len(ps) == 0 {
+		return "-"
+	}
+	ps = slices.Clone(ps)
+	slices.Sort(ps)
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(s, ",")
 }
 
 func addrText(d store.Device) string {
@@ -104,10 +135,11 @@ func devicesList(c *cli, args []string) int {
 			return exitOK
 		}
 		w := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "UUID\tSTATE\tMODE\tVERSION\tCIRA\tADDRESS\tLAST ERROR")
+		fmt.Fprintln(w, "UUID\tSTATE\tMODE\tVERSION\tCIRA\tLAST SEEN\tCIRA FROM\tPORTS\tADDRESS\tLAST ERROR")
 		for _, d := range devs {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.UUID, orDash(d.ProvisioningState), modeName(d.ControlMode),
-				orDash(d.AMTVersion), ciraText(d), addrText(d), orDash(cell(d.LastError, 60)))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.UUID, orDash(d.ProvisioningState), modeName(d.ControlMode),
+				orDash(d.AMTVersion), ciraText(d), timeText(d.CIRA.LastSeen), orDash(d.CIRA.RemoteAddr), portsText(d.CIRA.BoundPorts),
+				addrText(d), orDash(cell(d.LastError, 60)))
 		}
 		_ = w.Flush()
 		return exitOK
@@ -199,8 +231,14 @@ func devicesShow(c *cli, args []string) int {
 	row("DNS suffix", orDash(d.DNSSuffix))
 	row("addresses", addrText(d))
 	row("CIRA", ciraText(d))
-	if d.CIRA.RemoteAddr != "" {
-		row("CIRA from", d.CIRA.RemoteAddr)
+	if c := d.CIRA; c.Connected || !c.LastSeen.IsZero() || c.MPSUsername != "" {
+		row("CIRA last seen", timeText(c.LastSeen))
+		row("CIRA from", orDash(c.RemoteAddr))
+		row("CIRA ports", portsText(c.BoundPorts))
+		if c.Connected {
+			row("CIRA relay", orDash(c.OwnerInstance))
+		}
+		row("MPS user", orDash(c.MPSUsername))
 	}
 	row("last error", orDash(d.LastError))
 	row("next action", orDash(d.NextAction))
