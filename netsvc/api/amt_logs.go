@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
@@ -23,7 +24,8 @@ import (
 // logRoutes are the device log, user consent, alarm clock and certificate
 // routes (spec/redirection.md §7.2). Starting and cancelling user consent
 // are GETs in MPS but change what the device shows, so they need an
-// operator, as every other change does.
+// operator, as every other change does. Adding or deleting a certificate
+// changes whom the device trusts, so it needs an admin.
 func (s *Service) logRoutes() []route {
 	return []route{
 		{"GET", "/api/v1/amt/userConsentCode/{guid}", "amt.consent.request", store.RoleOperator, s.consentRequest},
@@ -35,6 +37,8 @@ func (s *Service) logRoutes() []route {
 		{"POST", "/api/v1/amt/alarmOccurrences/{guid}", "amt.alarms.add", store.RoleOperator, s.addAlarm},
 		{"DELETE", "/api/v1/amt/alarmOccurrences/{guid}", "amt.alarms.delete", store.RoleOperator, s.deleteAlarm},
 		{"GET", "/api/v1/amt/certificates/{guid}", "amt.certificates", store.RoleViewer, s.certificates},
+		{"POST", "/api/v1/amt/certificates/{guid}", "amt.certificates.add", store.RoleAdmin, s.addCertificate},
+		{"DELETE", "/api/v1/amt/certificates/{guid}/{instanceId}", "amt.certificates.delete", store.RoleAdmin, s.deleteCertificate},
 	}
 }
 
@@ -571,8 +575,7 @@ var cnRE = regexp.MustCompile(`CN=([^,]+)`)
 // "profileAssociation": [...]}. A certificate and a key pair are linked
 // when the certificate carries that public key (MPS reads
 // CIM_ConcreteDependency for it); the TLS profile comes from
-// AMT_TLSCredentialContext. 802.1x contexts are not read yet. Read only:
-// adding and deleting certificates is not here.
+// AMT_TLSCredentialContext. 802.1x contexts are not read yet.
 func (s *Service) certificates(w http.ResponseWriter, r *http.Request) (string, int) {
 	c, done, u, obj, st, ok := s.deviceClient(w, r)
 	if !ok {
@@ -656,4 +659,143 @@ func (s *Service) certificates(w http.ResponseWriter, r *http.Request) (string, 
 		PublicKeys         keysJSON      `json:"publicKeys"`
 		ProfileAssociation []profileJSON `json:"profileAssociation"`
 	}{certsJSON{[]any{}, certItems}, keysJSON{keyItems}, profiles})
+}
+
+// maxCertBytes bounds a certificate sent to the API; AMT's store takes
+// certificates of a few KiB.
+const maxCertBytes = 64 << 10
+
+// parseCertInput reads MPS's "cert": base64 of a DER certificate, or
+// base64 of a PEM one.
+func parseCertInput(b64 string) (*x509.Certificate, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+	if err != nil {
+		return nil, errors.New("cert is not base64")
+	}
+	if blk, _ := pem.Decode(raw); blk != nil && blk.Type == "CERTIFICATE" {
+		raw = blk.Bytes
+	}
+	cert, err := x509.ParseCertificate(raw)
+	if err != nil {
+		return nil, errors.New("cert is neither a DER nor a PEM X.509 certificate")
+	}
+	return cert, nil
+}
+
+// addCertificate is POST /api/v1/amt/certificates/{guid} with MPS's body
+// {"cert": BASE64, "isTrusted": true|false}: a trusted root goes in with
+// AddTrustedRootCertificate, any other certificate with AddCertificate
+// (the device must hold its private key). The answer is MPS's
+// {"handle": INSTANCEID}.
+func (s *Service) addCertificate(w http.ResponseWriter, r *http.Request) (string, int) {
+	const want = `want a JSON body {"cert": BASE64, "isTrusted": true|false} with cert a DER or PEM certificate in base64`
+	var req struct {
+		Cert      *string `json:"cert"`
+		IsTrusted *bool   `json:"isTrusted"`
+	}
+	if err := decodeJSONBody(r, &req); err != nil || req.Cert == nil || req.IsTrusted == nil {
+		return "amt", writeError(w, http.StatusBadRequest, want)
+	}
+	if len(*req.Cert) > maxCertBytes {
+		return "amt", writeError(w, http.StatusBadRequest, "cert is over "+strconv.Itoa(maxCertBytes)+" bytes of base64; AMT stores certificates of a few KiB")
+	}
+	cert, err := parseCertInput(*req.Cert)
+	if err != nil {
+		return "amt", writeError(w, http.StatusBadRequest, err.Error()+"; "+want)
+	}
+	if time.Now().After(cert.NotAfter) {
+		return "amt", writeError(w, http.StatusBadRequest, "the certificate expired on "+cert.NotAfter.UTC().Format(time.RFC3339)+"; send one that is still valid")
+	}
+	c, done, u, obj, st, ok := s.deviceClient(w, r)
+	if !ok {
+		return obj, st
+	}
+	defer done()
+	method := "AddCertificate"
+	if *req.IsTrusted {
+		method = "AddTrustedRootCertificate"
+	}
+	var out wsman.Instance
+	in := wsman.AddCertificateInput{CertificateBlob: base64.StdEncoding.EncodeToString(cert.Raw)}
+	err = c.Invoke(r.Context(), "AMT_PublicKeyManagementService", method, in.Params(), &out)
+	var re *wsman.ReturnError
+	var fault *wsman.Fault
+	switch {
+	case errors.As(err, &re):
+		why := ptStatus[re.Code]
+		switch re.Code {
+		case 0x80a:
+			why = "the device holds this certificate already"
+		case 36:
+			why = "the device refused it; a certificate that is not a trusted root needs its key pair on the device (AMT_PublicPrivateKeyPair)"
+		case 23:
+			why = "the device's certificate store is full; delete one first"
+		}
+		return obj, writeError(w, http.StatusBadRequest, "device "+u+" refused the certificate (ReturnValue "+strconv.Itoa(re.Code)+"): "+why)
+	case errors.As(err, &fault):
+		return obj, writeError(w, http.StatusBadRequest, "device "+u+" refused the certificate: "+truncate(fault.Error(), 300))
+	case err != nil:
+		return obj, s.deviceError(w, u, err)
+	}
+	handle := out.EPR("CreatedCertificate").Selector("InstanceID")
+	if handle == "" {
+		return obj, s.deviceError(w, u, errors.New("AMT_PublicKeyManagementService."+method+" named no CreatedCertificate"))
+	}
+	return obj, writeJSON(w, http.StatusOK, map[string]string{"handle": handle})
+}
+
+// deleteCertificate is DELETE /api/v1/amt/certificates/{guid}/{instanceId}:
+// as MPS, a certificate found by InstanceID (or an ElementName only it
+// has) is deleted
+// unless it is read only (400) or the TLS profile uses it (409). The
+// answer is MPS's {"message": ..., "handle": ...}.
+func (s *Service) deleteCertificate(w http.ResponseWriter, r *http.Request) (string, int) {
+	handle := r.PathValue("instanceId")
+	if handle == "" || len(handle) > 256 || strings.ContainsFunc(handle, func(c rune) bool { return c < 0x20 || c == 0x7f }) {
+		return "amt", writeError(w, http.StatusBadRequest, "name the certificate in the path: /api/v1/amt/certificates/{guid}/{instanceId}, its InstanceID (URL-encoded)")
+	}
+	c, done, u, obj, st, ok := s.deviceClient(w, r)
+	if !ok {
+		return obj, st
+	}
+	defer done()
+	certs, err := c.Enumerate(r.Context(), "AMT_PublicKeyCertificate")
+	if err != nil {
+		return obj, s.deviceError(w, u, err)
+	}
+	// By InstanceID; by ElementName only when one certificate has it (AMT
+	// names them all "Intel(r) AMT Certificate", and MPS would delete the
+	// first).
+	i := slices.IndexFunc(certs, func(in wsman.Instance) bool { return in.Value("InstanceID") == handle })
+	if i < 0 {
+		for j := range certs {
+			if certs[j].Value("ElementName") == handle {
+				if i >= 0 {
+					return obj, writeError(w, http.StatusBadRequest, "more than one certificate is named "+strconv.Quote(handle)+"; name it by its InstanceID")
+				}
+				i = j
+			}
+		}
+	}
+	if i < 0 {
+		return obj, writeError(w, http.StatusNotFound, "device "+u+" has no certificate "+strconv.Quote(handle))
+	}
+	id := certs[i].Value("InstanceID")
+	if strings.EqualFold(certs[i].Value("ReadOnlyCertificate"), "true") {
+		return obj, writeError(w, http.StatusBadRequest, "certificate "+strconv.Quote(id)+" is read only on the device and cannot be removed")
+	}
+	tls, err := c.Enumerate(r.Context(), "AMT_TLSCredentialContext")
+	if err != nil {
+		return obj, s.deviceError(w, u, err)
+	}
+	for _, ctx := range tls {
+		if ctx.EPR("ElementInContext").Selector("InstanceID") == id {
+			return obj, writeError(w, http.StatusConflict, "certificate "+strconv.Quote(id)+" is the device's TLS certificate (TLS - "+
+				ctx.EPR("ElementProvidingContext").Selector("ElementName")+"); give TLS another certificate before deleting it")
+		}
+	}
+	if err := c.Delete(r.Context(), "AMT_PublicKeyCertificate", wsman.Selector{Name: "InstanceID", Value: id}); err != nil {
+		return obj, s.deviceError(w, u, err)
+	}
+	return obj, writeJSON(w, http.StatusOK, map[string]string{"message": "Certificate deleted successfully", "handle": id})
 }

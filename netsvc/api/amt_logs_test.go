@@ -10,12 +10,14 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,6 +26,7 @@ import (
 	"amtd/amt/auditlog"
 	"amtd/amt/digest"
 	"amtd/amt/wsman"
+	"amtd/amtsim"
 	"amtd/netsvc"
 	"amtd/secret"
 	"amtd/store"
@@ -387,7 +390,8 @@ type certAnswer struct {
 
 // TestAMTCertificates: the device's trusted root (amtd's CIRA root, put
 // there at configuration) is listed; a key pair and the certificate
-// issued for it are linked both ways.
+// issued for it are linked both ways; once TLS uses that certificate it
+// is the "TLS" profile's and cannot be deleted (409).
 func TestAMTCertificates(t *testing.T) {
 	le := &logsEnv{ciraEnv: newCIRAEnv(t)}
 	le.addDevice(simUUID)
@@ -436,7 +440,126 @@ func TestAMTCertificates(t *testing.T) {
 	if !linked || c.PublicKeys.PublicPrivateKeyPairItems[0].CertificateHandle != certID {
 		t.Fatalf("certificate and key not linked: %+v", c)
 	}
-	le.checkAudit(t, "amt.certificates ok")
+
+	// The device's TLS certificate: profile "TLS", and it cannot be deleted.
+	l, err := d.Listen(amtsim.ListenAddrs{Plain: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	wc := wsman.NewClient(func(ctx context.Context) (net.Conn, error) {
+		var nd net.Dialer
+		return nd.DialContext(ctx, "tcp", l.Plain.String())
+	}, wsman.Credentials{Host: simUUID + ":16992", Username: "admin", Password: secret.FromString(simAdminPass)})
+	body := wsman.Instance{Class: "AMT_TLSCredentialContext"}
+	body.AddEPR("ElementInContext", wsman.EPR{Address: wsman.AnonymousAddress, ResourceURI: wsman.BaseAMT + "AMT_PublicKeyCertificate",
+		Selectors: []wsman.Selector{{Name: "InstanceID", Value: certID}}})
+	body.AddEPR("ElementProvidingContext", wsman.EPR{Address: wsman.AnonymousAddress, ResourceURI: wsman.BaseAMT + "AMT_TLSProtocolEndpointCollection",
+		Selectors: []wsman.Selector{{Name: "ElementName", Value: "TLSProtocolEndpointInstances Collection"}}})
+	req, err := wc.B.Create("AMT_TLSCredentialContext", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wc.Do(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	var withTLS struct {
+		ProfileAssociation []struct {
+			Type, ProfileID   string
+			ClientCertificate *struct{ InstanceID string }
+			PublicKey         *struct{ InstanceID string }
+		} `json:"profileAssociation"`
+	}
+	le.json(t, "GET", path, viewer, "", 200, &withTLS)
+	if pa := withTLS.ProfileAssociation; len(pa) != 1 || pa[0].Type != "TLS" || pa[0].ClientCertificate == nil ||
+		pa[0].ClientCertificate.InstanceID != certID || pa[0].PublicKey == nil || pa[0].PublicKey.InstanceID != keyID {
+		t.Fatalf("TLS profile: %+v", withTLS)
+	}
+	admin := le.key(store.RoleAdmin, "admin")
+	if st, b := le.call(t, "DELETE", path+"/"+url.PathEscape(certID), admin, ""); st != 409 || !strings.Contains(b, "TLS") {
+		t.Fatalf("deleting the TLS certificate: %d %s", st, b)
+	}
+	le.json(t, "GET", path, viewer, "", 200, &c)
+	if len(c.Certificates.PublicKeyCertificateItems) != 2 {
+		t.Fatalf("after the refused delete: %+v", c)
+	}
+	le.checkAudit(t, "amt.certificates ok", "amt.certificates.delete 409 Conflict")
+}
+
+// TestAMTCertificateChanges: an admin adds a trusted root (PEM or DER)
+// and gets its handle, is refused a duplicate, an expired, a garbled and
+// a keyless client certificate with nothing changed, may not delete one
+// that is not there, and deletes the root; an operator may not change the
+// store. (TestAMTCertificates tries to delete the TLS certificate.)
+func TestAMTCertificateChanges(t *testing.T) {
+	le := &logsEnv{ciraEnv: newCIRAEnv(t)}
+	le.addDevice(simUUID)
+	le.device(t, simUUID)
+	admin, op := le.key(store.RoleAdmin, "admin"), le.key(store.RoleOperator, "op")
+	path := "/api/v1/amt/certificates/" + simUUID
+	count := func() int {
+		var c certAnswer
+		le.json(t, "GET", path, op, "", 200, &c)
+		return len(c.Certificates.PublicKeyCertificateItems)
+	}
+	n0 := count()
+
+	rootDER, expiredDER := testRoot(t, time.Hour), testRoot(t, -time.Hour)
+	pemB64 := base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}))
+	add := `{"cert": "` + pemB64 + `", "isTrusted": true}`
+	if st, _ := le.call(t, "POST", path, op, add); st != 403 || count() != n0 {
+		t.Fatalf("operator adding: %d", st)
+	}
+	var res map[string]string
+	le.json(t, "POST", path, admin, add, 200, &res)
+	handle := res["handle"]
+	if handle == "" || count() != n0+1 {
+		t.Fatalf("add: %v, %d certificates", res, count())
+	}
+	derAdd := `{"cert": "` + base64.StdEncoding.EncodeToString(rootDER) + `", "isTrusted": true}`
+	if st, b := le.call(t, "POST", path, admin, derAdd); st != 400 || !strings.Contains(b, "already") {
+		t.Fatalf("duplicate: %d %s", st, b)
+	}
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	keyless := base64.StdEncoding.EncodeToString(issueFor(t, &key.PublicKey, "keyless.example.com"))
+	for _, body := range []string{`{}`, `{"cert": "` + pemB64 + `"}`, `{"isTrusted": true}`, `{"cert": "not base64!", "isTrusted": true}`,
+		`{"cert": "aGVsbG8=", "isTrusted": true}`, `{"cert": "` + base64.StdEncoding.EncodeToString(expiredDER) + `", "isTrusted": true}`,
+		`{"cert": "` + keyless + `", "isTrusted": false}`, `{"cert": "` + strings.Repeat("A", 70000) + `", "isTrusted": true}`} {
+		if st, b := le.call(t, "POST", path, admin, body); st != 400 || count() != n0+1 {
+			t.Fatalf("body %.80s: %d %s, %d certificates", body, st, b, count())
+		}
+	}
+
+	del := path + "/" + url.PathEscape(handle)
+	if st, _ := le.call(t, "DELETE", del, op, ""); st != 403 || count() != n0+1 {
+		t.Fatalf("operator deleting: %d", st)
+	}
+	if st, b := le.call(t, "DELETE", path+"/"+url.PathEscape("Intel(r) AMT Certificate: Handle: 999"), admin, ""); st != 404 || count() != n0+1 {
+		t.Fatalf("deleting a missing certificate: %d %s", st, b)
+	}
+	le.json(t, "DELETE", del, admin, "", 200, &res)
+	if res["handle"] != handle || res["message"] != "Certificate deleted successfully" || count() != n0 {
+		t.Fatalf("delete: %v, %d certificates", res, count())
+	}
+	le.checkAudit(t, "amt.certificates.add ok", "amt.certificates.add 400 Bad Request", "amt.certificates.delete ok",
+		"amt.certificates.delete 404 Not Found")
+}
+
+// testRoot makes a self-signed CA certificate valid until now+until.
+func testRoot(t *testing.T, until time.Duration) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "amtd test root"},
+		NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(until), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
 
 // issueFor makes a certificate for pub signed by a throwaway CA.
@@ -463,38 +586,41 @@ func issueFor(t *testing.T, pub *rsa.PublicKey, cn string) []byte {
 func TestAMTLogRoutesRefuse(t *testing.T) {
 	le := &logsEnv{ciraEnv: newCIRAEnv(t)}
 	le.addDevice(simOffUUID)
-	op := le.key(store.RoleOperator, "op")
-	routes := []struct{ method, path, body string }{
-		{"GET", "/api/v1/amt/userConsentCode/", ""},
-		{"POST", "/api/v1/amt/userConsentCode/", `{"consentCode": "123456"}`},
-		{"GET", "/api/v1/amt/userConsentCode/cancel/", ""},
-		{"GET", "/api/v1/amt/log/audit/", ""},
-		{"GET", "/api/v1/amt/log/event/", ""},
-		{"GET", "/api/v1/amt/alarmOccurrences/", ""},
-		{"POST", "/api/v1/amt/alarmOccurrences/", `{"ElementName": "x", "StartTime": "2030-01-02T03:04:00Z"}`},
-		{"DELETE", "/api/v1/amt/alarmOccurrences/", `{"Name": "x"}`},
-		{"GET", "/api/v1/amt/certificates/", ""},
+	admin := le.key(store.RoleAdmin, "admin")
+	cert := `{"cert": "` + base64.StdEncoding.EncodeToString(testRoot(t, time.Hour)) + `", "isTrusted": true}`
+	routes := []struct{ method, path, suffix, body string }{
+		{"GET", "/api/v1/amt/userConsentCode/", "", ""},
+		{"POST", "/api/v1/amt/userConsentCode/", "", `{"consentCode": "123456"}`},
+		{"GET", "/api/v1/amt/userConsentCode/cancel/", "", ""},
+		{"GET", "/api/v1/amt/log/audit/", "", ""},
+		{"GET", "/api/v1/amt/log/event/", "", ""},
+		{"GET", "/api/v1/amt/alarmOccurrences/", "", ""},
+		{"POST", "/api/v1/amt/alarmOccurrences/", "", `{"ElementName": "x", "StartTime": "2030-01-02T03:04:00Z"}`},
+		{"DELETE", "/api/v1/amt/alarmOccurrences/", "", `{"Name": "x"}`},
+		{"GET", "/api/v1/amt/certificates/", "", ""},
+		{"POST", "/api/v1/amt/certificates/", "", cert},
+		{"DELETE", "/api/v1/amt/certificates/", "/Intel(r)%20AMT%20Certificate:%20Handle:%200", ""},
 	}
 	for _, r := range routes {
-		if st, b := le.call(t, r.method, r.path+"not-a-guid", op, r.body); st != 400 {
+		if st, b := le.call(t, r.method, r.path+"not-a-guid"+r.suffix, admin, r.body); st != 400 {
 			t.Errorf("%s %s bad guid: %d %s", r.method, r.path, st, b)
 		}
-		if st, b := le.call(t, r.method, r.path+"4c4c4544-0042-3510-8052-b4c04f4e7fff", op, r.body); st != 404 || !strings.Contains(b, "not found") {
+		if st, b := le.call(t, r.method, r.path+"4c4c4544-0042-3510-8052-b4c04f4e7fff"+r.suffix, admin, r.body); st != 404 || !strings.Contains(b, "not found") {
 			t.Errorf("%s %s unknown device: %d %s", r.method, r.path, st, b)
 		}
-		if st, b := le.call(t, r.method, r.path+simOffUUID, op, r.body); st != 404 || !strings.Contains(b, "not found/connected") {
+		if st, b := le.call(t, r.method, r.path+simOffUUID+r.suffix, admin, r.body); st != 404 || !strings.Contains(b, "not found/connected") {
 			t.Errorf("%s %s device without a link: %d %s", r.method, r.path, st, b)
 		}
 	}
 	e := newEnv(t, false)
 	e.putDevice(uuidA, "a", true)
-	tok := e.key(store.RoleOperator, "op")
+	tok := e.key(store.RoleAdmin, "admin")
 	for _, r := range routes {
 		var body io.Reader
 		if r.body != "" {
 			body = strings.NewReader(r.body)
 		}
-		if st, b := e.do(r.method, r.path+uuidA, bearer(tok), body); st != 404 || !strings.Contains(string(b), "[CIRA] is off") {
+		if st, b := e.do(r.method, r.path+uuidA+r.suffix, bearer(tok), body); st != 404 || !strings.Contains(string(b), "[CIRA] is off") {
 			t.Errorf("%s %s without CIRA: %d %s", r.method, r.path, st, b)
 		}
 	}
