@@ -48,8 +48,10 @@ func (s *Service) routes() []route {
 	}
 	// More device operations over CIRA (spec/redirection.md §7.2), one
 	// file each: settings and power (amt_settings.go), logs, consent and
-	// alarms (amt_logs.go).
+	// alarms (amt_logs.go); editing device records and display settings
+	// (devices_edit.go).
 	rts = append(rts, s.settingsRoutes()...)
+	rts = append(rts, s.deviceEditRoutes()...)
 	return append(rts, s.logRoutes()...)
 }
 
