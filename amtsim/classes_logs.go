@@ -120,6 +120,7 @@ func (d *Device) audit(sess Session, app, event uint16, ex ...byte) {
 // "Security Audit Log events"; names in amt/auditlog).
 const (
 	appRemoteControl = 17 // power: 0 up, 1 down, 2 cycle, 3 reset, 5-9 graceful and OS actions
+	appRedirection   = 18 // 2/3 IDER, 6/7 SOL, 10/11 KVM enabled/disabled
 	appUserOptIn     = 30 // 1 consent code sent
 )
 
@@ -145,7 +146,16 @@ func (d *Device) logBoot() {
 	d.commitLocked()
 }
 
-// returnCode reads the ReturnValue a method wrote.
+// redirectionFeatures reports whether IDER, SOL and KVM are enabled
+// (AMT_RedirectionService 32768 + bit 0 IDER, bit 1 SOL; KVM EnabledState 2).
+func (d *Device) redirectionFeatures() [3]bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.s.RedirectionState
+	return [3]bool{r >= 32768 && r&1 != 0, r >= 32768 && r&2 != 0, d.s.KVMState == 2}
+}
+
+// methodReturnCode reads the ReturnValue a method wrote.
 func methodReturnCode(out []wsman.Property) int {
 	for _, p := range out {
 		if p.Name == "ReturnValue" {
@@ -185,6 +195,32 @@ func addLogClasses(t map[string]*classHandler) {
 			}
 			if d.PowerState() == 2 && (before != 2 || state == 5 || state == 10 || state == 14) {
 				d.logBoot()
+			}
+			return out
+		}
+	}
+	// Redirection features switched on or off: Redirection Manager events
+	// (IDER 2/3, SOL 6/7, KVM 10/11 enabled/disabled).
+	for _, class := range []string{"AMT_RedirectionService", "CIM_KVMRedirectionSAP"} {
+		h := t[class]
+		if h == nil || h.methods["RequestStateChange"] == nil {
+			continue
+		}
+		change := h.methods["RequestStateChange"]
+		h.methods["RequestStateChange"] = func(d *Device, in *wsman.Instance, sess Session) []wsman.Property {
+			before := d.redirectionFeatures()
+			out := change(d, in, sess)
+			if methodReturnCode(out) != cimCompleted {
+				return out
+			}
+			after := d.redirectionFeatures()
+			for i, ev := range [][2]uint16{{2, 3}, {6, 7}, {10, 11}} { // IDER, SOL, KVM
+				switch {
+				case after[i] && !before[i]:
+					d.audit(sess, appRedirection, ev[0])
+				case !after[i] && before[i]:
+					d.audit(sess, appRedirection, ev[1])
+				}
 			}
 			return out
 		}

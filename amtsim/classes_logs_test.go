@@ -2,6 +2,7 @@ package amtsim
 
 import (
 	"encoding/base64"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,6 +74,41 @@ func TestAuditLogRecordsActions(t *testing.T) {
 	err = c.Invoke(ctx, "AMT_AuditLog", "ReadRecords", wsman.ReadRecordsInput{StartIndex: 0}.Params(), nil)
 	if code := returnCode(t, err); code != ptInvalidParam {
 		t.Fatalf("StartIndex 0: %d", code)
+	}
+}
+
+// TestAuditLogRedirection: switching SOL on and KVM off over WS-Man logs
+// "SoL Enabled" and "KVM Disabled"; asking for the state it is in logs
+// nothing.
+func TestAuditLogRedirection(t *testing.T) {
+	d, c := logsClient(t)
+	ctx := ctxT(t)
+	if err := c.RequestStateChange(ctx, "AMT_RedirectionService", 32768); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RequestStateChange(ctx, "CIM_KVMRedirectionSAP", 2); err != nil {
+		t.Fatal(err)
+	}
+	n := len(d.AuditRecords())
+	if err := c.RequestStateChange(ctx, "AMT_RedirectionService", 32770); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RequestStateChange(ctx, "CIM_KVMRedirectionSAP", 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RequestStateChange(ctx, "CIM_KVMRedirectionSAP", 3); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range d.AuditRecords()[n:] {
+		r, err := auditlog.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r.Event()+" by "+r.Initiator())
+	}
+	if strings.Join(got, ", ") != "SoL Enabled by admin, KVM Disabled by admin" {
+		t.Fatalf("records %q", got)
 	}
 }
 
