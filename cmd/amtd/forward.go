@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -75,10 +76,13 @@ func runForward(ctx context.Context, c *cli, args []string, ready func(addr stri
 	res, err := fw.check(cctx)
 	cancel()
 	if err != nil {
-		if errors.Is(err, control.ErrUnreachable) {
+		switch {
+		case errors.Is(err, control.ErrUnreachable):
 			fmt.Fprintf(c.stderr, "amtd forward: no daemon answers on %s: %v\n"+
 				"Start it with 'systemctl start amtd', or point at its socket with --socket PATH.\n", fw.path, errors.Unwrap(err))
-		} else {
+		case strings.Contains(err.Error(), `unknown command "`+cira.ForwardCommand+`"`):
+			fmt.Fprintf(c.stderr, "amtd forward: the daemon on %s does not run the CIRA relay; turn it on with [CIRA] Enable=yes in amtd.conf and reload\n", fw.path)
+		default:
 			fmt.Fprintf(c.stderr, "amtd forward: %s\n", trimAmtd(err))
 		}
 		return exitFailure

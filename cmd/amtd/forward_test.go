@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,7 @@ import (
 	"amtd/amtsim"
 	"amtd/daemon"
 	"amtd/daemon/config"
+	"amtd/daemon/control"
 	"amtd/metrics"
 	"amtd/netsvc"
 	"amtd/pki"
@@ -527,5 +529,24 @@ func TestForwardErrors(t *testing.T) {
 		if code != tc.code || !strings.Contains(errs, tc.want) || strings.Contains(out, "forwarding") {
 			t.Errorf("forward %v: exit %d\nstdout %q\nstderr %q\nwant exit %d and %q", tc.args, code, out, errs, tc.code, tc.want)
 		}
+	}
+}
+
+// TestForwardWithoutCIRA: a daemon that does not run the CIRA relay has no
+// "forward" command; the CLI says what to turn on.
+func TestForwardWithoutCIRA(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	ln, err := control.Listen(sock, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := control.NewMux()
+	mux.Handle("status", func(context.Context, json.RawMessage) (any, error) { return control.StatusReport{}, nil })
+	srv := control.NewServer(slog.New(slog.DiscardHandler), mux)
+	go srv.Serve(ln)
+	defer srv.Close(context.Background())
+	code, out, errs := runCLI(t, "forward", "4c4c4544-0042-3510-8052-b4c04f4e0605", "--socket", sock)
+	if code != exitFailure || out != "" || errs != "amtd forward: the daemon on "+sock+" does not run the CIRA relay; turn it on with [CIRA] Enable=yes in amtd.conf and reload\n" {
+		t.Fatalf("forward to a daemon without CIRA: exit %d\n%q\n%q", code, out, errs)
 	}
 }
