@@ -95,9 +95,20 @@ type tunnel struct {
 	deviceCA  *x509.CertPool // nil when the appliance has no device CA
 	activated atomic.Bool    // the device may have left pre-provisioning
 
+	// count, when set, counts tunnel events: what AMT's certificate was
+	// accepted as (odca, device-ca, self-signed, logged) or refused, and
+	// resets and handshake retries.
+	count func(event string)
+
 	mu      sync.Mutex
 	pinned  []byte // SHA-256 of the self-signed certificate accepted
 	checked bool   // the first accepted chain was logged
+}
+
+func (t *tunnel) event(e string) {
+	if t.count != nil {
+		t.count(e)
+	}
 }
 
 func newTunnel(s *agentSession, log *slog.Logger, trust TunnelTrust, odca []*x509.Certificate, deviceCA []byte, activated bool) *tunnel {
@@ -148,6 +159,7 @@ func (t *tunnel) dial(ctx context.Context) (net.Conn, error) {
 		if !errors.Is(err, errLMSReset) || ctx.Err() != nil {
 			break
 		}
+		t.event("handshake-retry")
 		t.log.Debug("agent TLS tunnel: LMS connection lost during the handshake; starting again", "attempt", attempt+1)
 	}
 	t.release()
@@ -163,9 +175,11 @@ func (t *tunnel) verifyPeer(raw [][]byte) error {
 		c, err := x509.ParseCertificate(r)
 		if err != nil {
 			if t.trust == TrustLog {
+				t.event("cert-logged")
 				t.log.Warn("agent TLS tunnel: AMT's certificate does not parse; accepted (trust=log)", "index", i, "err", err)
 				return nil
 			}
+			t.event("cert-refused")
 			return fmt.Errorf("AMT's certificate %d does not parse: %w", i, err)
 		}
 		certs = append(certs, c)
@@ -189,10 +203,12 @@ func (t *tunnel) verifyPeer(raw [][]byte) error {
 			// amtd logs instead (the chain itself verified).
 			t.log.Warn("agent TLS tunnel: AMT's On-Die CA chain verifies but is not shaped as rpc-go expects", "why", why, "chain", describeChain(certs))
 		}
+		t.event("cert-odca")
 		t.logOnce("AMT's TLS certificate chains to the On-Die CA root", certs)
 		return nil
 	}
 	if t.deviceCA != nil && verify(t.deviceCA) == nil {
+		t.event("cert-device-ca")
 		t.logOnce("AMT's TLS certificate is the one amtd configured (appliance device CA)", certs)
 		return nil
 	}
@@ -202,19 +218,24 @@ func (t *tunnel) verifyPeer(raw [][]byte) error {
 		defer t.mu.Unlock()
 		switch {
 		case t.pinned == nil:
+			t.event("cert-self-signed")
 			t.pinned = sum[:]
 			t.log.Warn("agent TLS tunnel: AMT presents a self-signed certificate after leaving pre-provisioning; accepted and pinned for this session",
 				"sha256", hex.EncodeToString(sum[:]), "subject", leaf.Subject.String())
 			return nil
 		case bytes.Equal(t.pinned, sum[:]):
+			t.event("cert-self-signed")
 			return nil
 		}
+		t.event("cert-refused")
 		return fmt.Errorf("AMT's self-signed certificate changed within the session (now SHA-256 %s)", hex.EncodeToString(sum[:]))
 	}
 	if t.trust == TrustLog {
+		t.event("cert-logged")
 		t.log.Warn("agent TLS tunnel: AMT's certificate does not chain to a trusted root; accepted (trust=log)", "chain", describeChain(certs), "odca", odcaErr)
 		return nil
 	}
+	t.event("cert-refused")
 	return fmt.Errorf("AMT's certificate (%s) does not chain to Intel's On-Die CA root (%v); "+
 		"if this device is genuine, record what it presents and set the agent TLS trust to log (spec/network.md §7)", describeChain(certs), odcaErr)
 }
@@ -353,6 +374,7 @@ func (c *recordConn) Read(p []byte) (int, error) {
 			c.got = c.got || len(b) > 0
 			c.in = b
 		case rps.MethodConnectionReset:
+			c.t.event("connection-reset")
 			reason := rps.ConnectionReset(m)
 			if c.sentApp {
 				return 0, fmt.Errorf("%w (%s) after the request went out: the device may have acted on it", errLMSReset, reason)

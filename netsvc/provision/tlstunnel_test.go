@@ -270,6 +270,10 @@ func TestAgentTLSTunnelTrust(t *testing.T) {
 	if !strings.Contains(r.logs.String(), "does not chain to a trusted root; accepted (trust=log)") {
 		t.Fatal("what the device presented is not logged")
 	}
+	events := r.reg.CounterVec("amtd_agent_tls_tunnel_events_total", "", "event")
+	if events.With("cert-refused").Value() != 1 || events.With("cert-logged").Value() == 0 || events.With("cert-odca").Value() != 0 {
+		t.Fatalf("events: refused %v logged %v odca %v", events.With("cert-refused").Value(), events.With("cert-logged").Value(), events.With("cert-odca").Value())
+	}
 }
 
 func TestParseTunnelTrust(t *testing.T) {
