@@ -2,6 +2,7 @@ package amtsim
 
 import (
 	"encoding/base64"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -212,5 +213,42 @@ func TestAlarmClock(t *testing.T) {
 	}
 	if n := len(d.Alarms()); n != 4 {
 		t.Fatalf("%d alarms left, want 4", n)
+	}
+}
+
+// TestLogMethodShapes: ReadRecords, PositionToFirstRecord and GetRecords
+// answer in the shape of the method fixtures (testdata/methods).
+func TestLogMethodShapes(t *testing.T) {
+	d := newTestDevice(t, Config{})
+	for i := range 2 {
+		rec, _ := auditlog.Record{AppID: 19, InitiatorType: auditlog.InitiatorLocal, Time: uint32(i)}.Encode()
+		d.AppendAuditRecord(rec)
+		d.AppendEventRecord(eventlog.Record{TimeStamp: 1700000000}.Encode())
+	}
+	var b wsman.Builder
+	for _, c := range []struct {
+		file, class, method string
+		params              []wsman.Property
+	}{
+		{"amt_auditlog_readrecords.xml", "AMT_AuditLog", "ReadRecords", wsman.ReadRecordsInput{StartIndex: 1}.Params()},
+		{"amt_messagelog_positiontofirstrecord.xml", "AMT_MessageLog", "PositionToFirstRecord", nil},
+		{"amt_messagelog_getrecords.xml", "AMT_MessageLog", "GetRecords", wsman.GetRecordsInput{IterationIdentifier: 1, MaxReadRecords: 390}.Params()},
+	} {
+		fx, err := os.ReadFile("testdata/methods/" + c.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := b.Invoke(c.class, c.method, c.params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, body := d.Dispatch(req.Body, Session{User: "admin"})
+		if status != 200 {
+			t.Fatalf("%s: HTTP %d %s", c.method, status, body)
+		}
+		want, got := shapeOf(t, fx), shapeOf(t, body)
+		if strings.Join(want.body, " ") != strings.Join(got.body, " ") || strings.Join(want.header, " ") != strings.Join(got.header, " ") {
+			t.Errorf("%s:\n got %v %v\nwant %v %v", c.method, got.header, got.body, want.header, want.body)
+		}
 	}
 }
