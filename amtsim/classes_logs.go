@@ -100,9 +100,9 @@ func (d *Device) appendEventLocked(rec []byte) {
 	d.s.Logs.Events = append(d.s.Logs.Events, slices.Clone(rec))
 }
 
-// audit logs an action a session performed: the digest user remotely, or
+// logAudit logs an action a session performed: the digest user remotely, or
 // "Local" on the host side.
-func (d *Device) audit(sess Session, app, event uint16, ex ...byte) {
+func (d *Device) logAudit(sess Session, app, event uint16, ex ...byte) {
 	r := auditlog.Record{AppID: app, EventID: event, InitiatorType: auditlog.InitiatorDigest, User: sess.User, Ex: ex}
 	if sess.Local || sess.User == "" {
 		r.InitiatorType, r.User = auditlog.InitiatorLocal, ""
@@ -191,7 +191,7 @@ func addLogClasses(t map[string]*classHandler) {
 			}
 			state := atoi(in.Value("PowerState"))
 			if ev, ok := powerAuditEvent[state]; ok {
-				d.audit(sess, appRemoteControl, ev)
+				d.logAudit(sess, appRemoteControl, ev)
 			}
 			if d.PowerState() == 2 && (before != 2 || state == 5 || state == 10 || state == 14) {
 				d.logBoot()
@@ -217,9 +217,9 @@ func addLogClasses(t map[string]*classHandler) {
 			for i, ev := range [][2]uint16{{2, 3}, {6, 7}, {10, 11}} { // IDER, SOL, KVM
 				switch {
 				case after[i] && !before[i]:
-					d.audit(sess, appRedirection, ev[0])
+					d.logAudit(sess, appRedirection, ev[0])
 				case !after[i] && before[i]:
-					d.audit(sess, appRedirection, ev[1])
+					d.logAudit(sess, appRedirection, ev[1])
 				}
 			}
 			return out
@@ -230,7 +230,7 @@ func addLogClasses(t map[string]*classHandler) {
 		h.methods["SendOptInCode"] = func(d *Device, in *wsman.Instance, sess Session) []wsman.Property {
 			out := send(d, in, sess)
 			if methodReturnCode(out) == ptSuccess {
-				d.audit(sess, appUserOptIn, 1, 0) // extended data 0: success
+				d.logAudit(sess, appUserOptIn, 1, 0) // extended data 0: success
 			}
 			return out
 		}
@@ -304,12 +304,12 @@ func getEventRecords(d *Device, in *wsman.Instance, _ Session) []wsman.Property 
 	return append(out, rv(class, ptSuccess))
 }
 
-// durationRE is the xs:duration subset AMT takes for an alarm interval
+// alarmDurationRE is the xs:duration subset AMT takes for an alarm interval
 // (days, hours, minutes, seconds).
-var durationRE = regexp.MustCompile(`^P(\d{1,5}D)?(T(\d{1,5}H)?(\d{1,5}M)?(\d{1,5}S)?)?$`)
+var alarmDurationRE = regexp.MustCompile(`^P(\d{1,5}D)?(T(\d{1,5}H)?(\d{1,5}M)?(\d{1,5}S)?)?$`)
 
-// field finds a nested element of a method parameter.
-func field(p *wsman.Property, name string) (*wsman.Property, bool) {
+// nestedField finds a nested element of a method parameter.
+func nestedField(p *wsman.Property, name string) (*wsman.Property, bool) {
 	for i := range p.Fields {
 		if p.Fields[i].Name == name {
 			return &p.Fields[i], true
@@ -321,11 +321,11 @@ func field(p *wsman.Property, name string) (*wsman.Property, bool) {
 // leafOrNested reads a value written either as text or as one nested
 // element (<StartTime><Datetime>…</Datetime></StartTime>).
 func leafOrNested(p *wsman.Property, name, inner string) string {
-	f, ok := field(p, name)
+	f, ok := nestedField(p, name)
 	if !ok {
 		return ""
 	}
-	if g, ok := field(f, inner); ok {
+	if g, ok := nestedField(f, inner); ok {
 		return g.Value
 	}
 	return f.Value
@@ -352,7 +352,7 @@ func addAlarm(d *Device, in *wsman.Instance, _ Session) []wsman.Property {
 	}
 	start, err := time.Parse(time.RFC3339, leafOrNested(tpl, "StartTime", "Datetime"))
 	if err != nil || a.ElementName == "" || len(a.ElementName) > 32 || len(a.InstanceID) > 32 ||
-		(a.Interval != "" && (!durationRE.MatchString(a.Interval) || a.Interval == "P" || a.Interval[len(a.Interval)-1] == 'T')) {
+		(a.Interval != "" && (!alarmDurationRE.MatchString(a.Interval) || a.Interval == "P" || a.Interval[len(a.Interval)-1] == 'T')) {
 		return []wsman.Property{rv(class, ptInvalidParam)}
 	}
 	a.StartTime = start.UTC().Format(time.RFC3339)
