@@ -48,11 +48,16 @@ import (
 type TunnelTrust string
 
 const (
-	// TrustODCA, the default: the chain must lead to Intel's On-Die CA root
-	// (spec/network.md §7), to the appliance's device CA (a certificate amtd
-	// configured), or, once the device is out of pre-provisioning, be the
-	// single self-signed certificate AMT presents after the transition
-	// (accepted with its fingerprint logged, and pinned for the session).
+	// TrustODCA, the default: before provisioning the chain must lead to
+	// Intel's On-Die CA root (spec/network.md §7); that is when it matters,
+	// since Setup hands the new admin password's hash to whoever answers.
+	// Once the device may have left pre-provisioning, a chain to the
+	// appliance's device CA (a certificate amtd configured) is recognised,
+	// and any other certificate is accepted, logged and pinned for the
+	// session: what AMT presents then is unverified (RPS expects a
+	// self-signed one after the transition, or finds one another manager
+	// installed), and RPS skips verification there too; the login with the
+	// stored admin password is what authenticates the device.
 	TrustODCA TunnelTrust = "odca"
 	// TrustLog accepts any certificate and logs what was seen: for devices
 	// whose chains amtd does not know yet (the ODCA rules are rpc-go's and
@@ -96,12 +101,12 @@ type tunnel struct {
 	activated atomic.Bool    // the device may have left pre-provisioning
 
 	// count, when set, counts tunnel events: what AMT's certificate was
-	// accepted as (odca, device-ca, self-signed, logged) or refused, and
+	// accepted as (odca, device-ca, pinned, logged) or refused, and
 	// resets and handshake retries.
 	count func(event string)
 
 	mu      sync.Mutex
-	pinned  []byte // SHA-256 of the self-signed certificate accepted
+	pinned  []byte // SHA-256 of the unverified certificate accepted
 	checked bool   // the first accepted chain was logged
 }
 
@@ -212,23 +217,27 @@ func (t *tunnel) verifyPeer(raw [][]byte) error {
 		t.logOnce("AMT's TLS certificate is the one amtd configured (appliance device CA)", certs)
 		return nil
 	}
-	if len(certs) == 1 && selfSigned(leaf) && t.activated.Load() {
+	if t.activated.Load() {
 		sum := sha256.Sum256(leaf.Raw)
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		switch {
 		case t.pinned == nil:
-			t.event("cert-self-signed")
+			kind := "issued by " + leaf.Issuer.String()
+			if len(certs) == 1 && selfSigned(leaf) {
+				kind = "self-signed"
+			}
+			t.event("cert-pinned")
 			t.pinned = sum[:]
-			t.log.Warn("agent TLS tunnel: AMT presents a self-signed certificate after leaving pre-provisioning; accepted and pinned for this session",
-				"sha256", hex.EncodeToString(sum[:]), "subject", leaf.Subject.String())
+			t.log.Warn("agent TLS tunnel: the device, out of pre-provisioning, presents a certificate amtd cannot verify; accepted and pinned for this session",
+				"kind", kind, "chain", describeChain(certs), "sha256", hex.EncodeToString(sum[:]))
 			return nil
 		case bytes.Equal(t.pinned, sum[:]):
-			t.event("cert-self-signed")
+			t.event("cert-pinned")
 			return nil
 		}
 		t.event("cert-refused")
-		return fmt.Errorf("AMT's self-signed certificate changed within the session (now SHA-256 %s)", hex.EncodeToString(sum[:]))
+		return fmt.Errorf("AMT's certificate changed within the session (%s, was SHA-256 %s)", describeChain(certs), hex.EncodeToString(t.pinned[:8]))
 	}
 	if t.trust == TrustLog {
 		t.event("cert-logged")

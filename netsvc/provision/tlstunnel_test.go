@@ -124,7 +124,7 @@ func TestAgentTLSTunnelCCM(t *testing.T) {
 		t.Fatalf("stored password does not open the device: %v", err)
 	}
 	logs := r.logs.String()
-	for _, want := range []string{"chains to the On-Die CA root", "self-signed certificate after leaving pre-provisioning"} {
+	for _, want := range []string{"chains to the On-Die CA root", "accepted and pinned for this session", "kind=self-signed"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q", want)
 		}
