@@ -3,9 +3,12 @@
 # generated configuration with DNS and provisioning; the site's provisioning
 # certificate is added with `amtd domain add`; simulated AMT devices in Setup
 # Mode (amtsim) look up ProvisionServer through amtd's DNS, send their hellos,
-# and are activated in admin control mode; `amtd devices` lists them; amtd
-# reloads and stops cleanly on SIGTERM. The Makefile builds bin/amtd and
-# bin/amtsim first; this script builds nothing. Works as root on a fresh
+# and are activated in admin control mode with KVM, SOL and IDER on; `amtd
+# devices` lists them; a console API key does a power action over CIRA with
+# curl and a KVM session through the redirection relay (tests/tools/
+# relayclient, which never holds the AMT password); amtd reloads and stops
+# cleanly on SIGTERM. The Makefile builds bin/amtd and bin/amtsim first;
+# this script builds only the relay client (a console, not part of amtd). Works as root on a fresh
 # Debian 12 (the config sets AllowRoot=yes, which the packaged unit never
 # needs: it runs as User=amtd). DEVICES sets the fleet size (default 5).
 set -euo pipefail
@@ -77,6 +80,10 @@ AgentTokenFile=$dir/agent-token
 [CIRA]
 Enable=yes
 Listen=127.0.0.1:14433
+
+[API]
+Enable=yes
+Listen=127.0.0.1:13000
 CONF
 
 # The site's provisioning certificate. A real site buys one for its domain
@@ -113,6 +120,10 @@ echo "== amtd domain add demo.amtd.test --pfx site.pfx"
 echo "== amtd agent-token and a CCM profile for rpc-go agents"
 "$AMTD" agent-token --out "$dir/agent-token" >/dev/null
 "$AMTD" profile add demo-ccm --mode ccm --no-cira -c "$dir/amtd.conf"
+echo "== the default profile: ACM with CIRA, and KVM, SOL and IDER on without user consent"
+"$AMTD" profile add demo-acm --default --mode acm --kvm --sol --ider --user-consent none -c "$dir/amtd.conf"
+RELAYCLIENT=${RELAYCLIENT:-$dir/relayclient}
+if [ ! -x "$RELAYCLIENT" ]; then go build -o "$RELAYCLIENT" ./tests/tools/relayclient/cmd/relayclient; fi
 
 echo "== starting amtd"
 "$AMTD" run -c "$dir/amtd.conf" 2>"$dir/amtd.log" &
@@ -193,6 +204,31 @@ first=$("$AMTD" devices --json -c "$dir/amtd.conf" | grep -m1 '"UUID"' | cut -d'
 echo
 echo "== amtd devices history $first"
 "$AMTD" devices history "$first" -c "$dir/amtd.conf"
+
+echo
+echo "== the console API (spec/redirection.md §6, §7): an operator key from amtd apikey create"
+KEY=$("$AMTD" apikey create --role operator --name demo-console -c "$dir/amtd.conf" 2>/dev/null)
+API=https://127.0.0.1:13000
+# The API's certificate comes from the appliance CA; fetch its root once
+# (trust on first use, for the demo) and verify everything after with it.
+curl -sSk -H "Authorization: Bearer $KEY" "$API/api/v1/ciracert" >"$dir/ca.pem"
+guid=$(curl -sS --cacert "$dir/ca.pem" -H "Authorization: Bearer $KEY" "$API/api/v1/devices?status=1&\$top=1" | grep -o '"guid": *"[^"]*"' | head -1 | cut -d'"' -f4)
+if [ -z "$guid" ]; then
+	echo "demo: FAILED: the API lists no connected device" >&2
+	exit 1
+fi
+echo "== curl -X POST $API/api/v1/amt/power/action/$guid -d '{\"action\": 10}'   (reset, over CIRA)"
+curl -sS --cacert "$dir/ca.pem" -H "Authorization: Bearer $KEY" -X POST -d '{"action": 10}' "$API/api/v1/amt/power/action/$guid"
+echo "== curl $API/api/v1/amt/power/state/$guid"
+curl -sS --cacert "$dir/ca.pem" -H "Authorization: Bearer $KEY" "$API/api/v1/amt/power/state/$guid"
+echo "== a KVM session through the relay: relayclient -mode kvm (the console holds no AMT password)"
+if ! "$RELAYCLIENT" -url "$API" -key "$KEY" -cacert "$dir/ca.pem" -device "$guid" -mode kvm -bytes 4194304 -check | sed 's/^/   /'; then
+	echo "demo: FAILED: the KVM session through the relay" >&2
+	grep -i relay "$dir/amtd.log" | tail -n 20 >&2
+	exit 1
+fi
+echo "== amtd's log of the relay session"
+grep 'relay session' "$dir/amtd.log" | sed 's/^/   /'
 
 echo
 echo "== reload (SIGHUP)"

@@ -45,7 +45,7 @@ type ciraEnv struct {
 	ciraLog  *logBuf
 }
 
-func newCIRAEnv(t *testing.T) *ciraEnv {
+func newCIRAEnv(t testing.TB) *ciraEnv {
 	t.Helper()
 	ce := &ciraEnv{ciraLog: &logBuf{}}
 	ce.env = newEnvDevices(t, false, func(st *store.Store, lns *netsvc.Listeners) DeviceDialer {
@@ -163,7 +163,7 @@ func startSimDevice(t *testing.T, st *store.Store, ciraAddr, uuid string, faults
 }
 
 // waitUntil polls cond; the deadline is generous (2 cores shared, -race).
-func waitUntil(t *testing.T, what string, cond func() bool) {
+func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {

@@ -429,3 +429,23 @@ func TestRelayTokenExpiry(t *testing.T) {
 		t.Fatalf("after the others expired: %v", err)
 	}
 }
+
+// TestRelayTLSOnlyDevice: firmware from CSME 16.1 forwards no plain port
+// (spec/redirection.md §1); the console still asks for port=16994 and amtd
+// opens 16995 with TLS inside the CIRA channel.
+func TestRelayTLSOnlyDevice(t *testing.T) {
+	ce := newCIRAEnv(t)
+	startFleet(t, ce, 1, "19")
+	uuid := fleetUUID(0)
+	op := ce.key(store.RoleOperator, "op")
+	s := ce.relaySession(op, uuid, redir.SessionKVM, "kvm")
+	if err := s.StartKVM(); err != nil {
+		t.Fatal(err)
+	}
+	kvmRead(t, s.R, 1<<20)
+	s.Close()
+	starts := ce.auditRows("relay.start")
+	if len(starts) != 1 || !strings.Contains(starts[0].Result, "port=16995") {
+		t.Fatalf("audit %+v; want one start on 16995", starts)
+	}
+}

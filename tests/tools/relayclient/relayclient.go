@@ -19,6 +19,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"amtd/amt/digest"
 	"amtd/amt/redir"
 	"amtd/secret"
 )
@@ -273,16 +275,20 @@ func readMsg(br *bufio.Reader) (redir.Message, error) {
 	}
 }
 
-// Session is an authenticated redirection session over the relay.
+// Session is an authenticated redirection session, over the relay or
+// straight to a device.
 type Session struct {
-	*Conn
+	io.ReadWriteCloser
 	R *bufio.Reader // the stream after authentication
 }
 
-// Authenticate starts a session of type t and authenticates with user and
-// password as a console would; amtd replaces both with the AMT admin's.
-// It fails with AMT's refusal (and amtd's close reason) if AMT refuses.
-func Authenticate(c *Conn, t redir.SessionType, user, password string) (*Session, error) {
+// Authenticate starts a session of type t on c (a relay Conn, or a TLS
+// connection to AMT itself) and authenticates with digest as a console
+// would, computing the response from user and password. Through amtd any
+// user and password do (empty ones too): amtd replaces them with the AMT
+// admin's. It fails with AMT's refusal (and amtd's close reason) if AMT
+// refuses.
+func Authenticate(c io.ReadWriteCloser, t redir.SessionType, user, password string) (*Session, error) {
 	br := bufio.NewReaderSize(c, 32<<10)
 	send := func(m redir.Message) error {
 		b, err := redir.Marshal(m)
@@ -342,9 +348,14 @@ func Authenticate(c *Conn, t redir.SessionType, user, password string) (*Session
 		return fail("challenge", err)
 	}
 	// The console's own response: wrong unless it knows the password,
-	// which it need not; amtd computes the real one.
-	resp, _ := redir.DigestFields{User: user, Realm: ch.Realm, Nonce: ch.Nonce, URI: redir.DigestURI, CNonce: "00c0ffee",
-		NC: "00000001", Response: secret.FromString(password), QOP: ch.QOP}.Message()
+	// which through amtd it need not; amtd computes the real one.
+	var cb [8]byte
+	_, _ = rand.Read(cb[:])
+	cnonce := hex.EncodeToString(cb[:])
+	ha1 := digest.HA1Hex(user, ch.Realm, secret.FromString(password))
+	resp, _ := redir.DigestFields{User: user, Realm: ch.Realm, Nonce: ch.Nonce, URI: redir.DigestURI, CNonce: cnonce,
+		NC: "00000001", QOP: ch.QOP,
+		Response: secret.FromString(digest.Response(ha1.RevealString(), ch.Nonce, "00000001", cnonce, ch.QOP, "POST", redir.DigestURI))}.Message()
 	if err := send(resp); err != nil {
 		return fail("response", err)
 	}
@@ -354,7 +365,7 @@ func Authenticate(c *Conn, t redir.SessionType, user, password string) (*Session
 	if r, ok := m.(redir.AuthenticateSessionReply); !ok || r.Status != redir.AuthSuccess {
 		return fail("response", fmt.Errorf("AMT answered %s", m))
 	}
-	return &Session{Conn: c, R: br}, nil
+	return &Session{ReadWriteCloser: c, R: br}, nil
 }
 
 // StartKVM sends KVM start and waits for its reply; raw RFB follows on R.
