@@ -182,6 +182,7 @@ func (a *AgentServer) serve(ws *websocket.Conn) {
 			trust = TrustODCA
 		}
 		s.tun = newTunnel(s, log, trust, a.ODCARoots, caRoot, p.CurrentMode != rps.ModePreProvisioning)
+		s.tun.retryDelay = a.restartDelay()
 		if a.Metrics != nil {
 			events := a.Metrics.CounterVec("amtd_agent_tls_tunnel_events_total",
 				"rpc-go TLS tunnel events (AMT 19+): how AMT's certificate was accepted or refused, connection resets, handshake retries.", "event")

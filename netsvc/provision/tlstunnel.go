@@ -100,6 +100,10 @@ type tunnel struct {
 	deviceCA  *x509.CertPool // nil when the appliance has no device CA
 	activated atomic.Bool    // the device may have left pre-provisioning
 
+	// retryDelay is waited before a handshake is tried again after a
+	// connection_reset: AMT may be restarting its TLS stack (RPS waits
+	// delay_tls_timer then).
+	retryDelay time.Duration
 	// count, when set, counts tunnel events: what AMT's certificate was
 	// accepted as (odca, device-ca, pinned, logged) or refused, and
 	// resets and handshake retries.
@@ -164,8 +168,14 @@ func (t *tunnel) dial(ctx context.Context) (net.Conn, error) {
 		if !errors.Is(err, errLMSReset) || ctx.Err() != nil {
 			break
 		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < t.retryDelay {
+			break // no time left to wait for AMT
+		}
 		t.event("handshake-retry")
-		t.log.Debug("agent TLS tunnel: LMS connection lost during the handshake; starting again", "attempt", attempt+1)
+		t.log.Info("agent TLS tunnel: LMS connection lost during the handshake; starting again", "attempt", attempt+1, "after", t.retryDelay)
+		if sleepCtx(ctx, t.retryDelay) != nil {
+			break
+		}
 	}
 	t.release()
 	return nil, fmt.Errorf("agent TLS tunnel to AMT: handshake: %w", lastErr)
