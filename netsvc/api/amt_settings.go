@@ -895,18 +895,10 @@ func (s *Service) deactivate(w http.ResponseWriter, r *http.Request) (string, in
 		return obj, s.deviceError(w, u, err)
 	}
 	k, _ := ctx.Value(keyCtx{}).(store.APIKey)
-	devs := s.deps.Store.Devices()
 	// The device is unprovisioned: the record must say so even if the
-	// client hung up.
-	sctx := context.WithoutCancel(ctx)
-	d, err := devs.Get(sctx, u)
-	if err == nil {
-		d.ControlMode, d.NextAction = 0, ""
-		err = devs.Put(sctx, d)
-	}
-	if err == nil {
-		err = devs.SetState(sctx, u, "deactivated", "unprovision", "by API key "+k.ID, false)
-	}
+	// client hung up. Mode and state only: the CIRA relay may be writing
+	// the link's end meanwhile, and a whole-row Put would undo it.
+	err = s.deps.Store.Devices().SetMode(context.WithoutCancel(ctx), u, 0, "deactivated", "unprovision", "by API key "+k.ID)
 	if err != nil {
 		return obj, s.internal(w, "device "+u+" was unprovisioned but recording it failed", err)
 	}
