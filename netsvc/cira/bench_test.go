@@ -98,6 +98,8 @@ func BenchmarkIdleLinks(b *testing.B) {
 				// The clients run no goroutines.
 				b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/float64(n), "heap-B/link-both-ends")
 				b.ReportMetric(float64(runtime.NumGoroutine()-g0)/float64(n), "goroutines/link")
+				// Stacks are the server's alone: the clients run no goroutines.
+				b.ReportMetric(float64(after.StackInuse-before.StackInuse)/float64(n), "stack-B/link")
 				for _, c := range clients {
 					c.raw.Close()
 				}

@@ -180,11 +180,7 @@ func (s *pipeService) dialRaw() net.Conn {
 		return client
 	}
 	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer s.untrackConn(server)
-		s.serve(s.ctx, server)
-	}()
+	go s.handleConn(s.ctx, server)
 	return client
 }
 

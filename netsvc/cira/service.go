@@ -304,12 +304,28 @@ func (s *Service) accept(ctx context.Context, ln net.Listener) {
 			continue
 		}
 		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer s.untrackConn(c)
-			s.serve(ctx, c)
-		}()
+		go s.handleConn(ctx, c)
 	}
+}
+
+// handleConn runs one accepted connection: the handshake and login here, the
+// link on a fresh goroutine. A link lives for days; the goroutine that ran
+// the TLS handshake (RSA signing, key exchange) grew its stack to 8 KiB and
+// would keep it that long, while an idle link's reader needs half
+// (BenchmarkIdleLinks reports stack-B/link).
+func (s *Service) handleConn(ctx context.Context, c net.Conn) {
+	defer s.wg.Done()
+	link := s.serve(ctx, c)
+	if link == nil {
+		s.untrackConn(c)
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.untrackConn(c)
+		link()
+	}()
 }
 
 func isTemporary(err error) bool {

@@ -139,18 +139,20 @@ const (
 	endShutdown = "shutdown"
 )
 
-// serve runs one accepted connection to its end.
-func (sv *Service) serve(ctx context.Context, raw net.Conn) {
+// serve runs one accepted connection up to authentication. It returns
+// the authenticated link's run, for the caller to call on a goroutine of
+// its choice, or nil when the connection was refused and closed.
+func (sv *Service) serve(ctx context.Context, raw net.Conn) (link func()) {
 	src := addrOf(raw.RemoteAddr())
 	if blocked, _ := sv.bySource.blocked(src); blocked {
 		sv.refuse(resultBackoff)
 		raw.Close()
-		return
+		return nil
 	}
 	if ok, why := sv.gate.enter(src); !ok {
 		sv.refuse(why)
 		raw.Close()
-		return
+		return nil
 	}
 	authed := false
 	defer func() {
@@ -158,13 +160,14 @@ func (sv *Service) serve(ctx context.Context, raw net.Conn) {
 			sv.gate.leave(src)
 		}
 	}()
-	_ = raw.SetDeadline(time.Now().Add(preAuthTimeout))
+	deadline := time.Now().Add(preAuthTimeout)
+	_ = raw.SetDeadline(deadline)
 	br := bufio.NewReaderSize(raw, 64)
 	first, err := br.Peek(sniffLen)
 	if err != nil {
 		sv.refuse(ioResult(err, resultGarbage))
 		raw.Close()
-		return
+		return nil
 	}
 	switch classify(first) {
 	case kindHTTPGet, kindHTTPHead:
@@ -173,36 +176,38 @@ func (sv *Service) serve(ctx context.Context, raw net.Conn) {
 		answerHTTP(raw, head)
 		sv.refuse(resultHTTP)
 		raw.Close()
-		return
+		return nil
 	case kindGarbage:
 		sv.refuse(resultGarbage)
 		raw.Close()
-		return
+		return nil
 	}
 	tc := tls.Server(&peekedConn{Conn: raw, r: br}, sv.tlsConfig.Load())
 	if err := tc.HandshakeContext(ctx); err != nil {
 		sv.refuse(ioResult(err, resultTLSError))
 		sv.log.Debug("cira: TLS handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
 		raw.Close()
-		return
+		return nil
 	}
 	cs := tc.ConnectionState()
 	s := &session{svc: sv, conn: tc, src: src, remote: raw.RemoteAddr().String(), tlsVer: cs.Version, suite: cs.CipherSuite, ch: newChans()}
 	if !sv.setSession(raw, s) {
 		tc.Close()
-		return
+		return nil
 	}
 	r := apf.NewReader(tc, apf.Limits{MaxData: maxChannelData})
-	res := s.authenticate(ctx, r)
+	actx, cancel := context.WithDeadline(ctx, deadline)
+	res := s.authenticate(actx, r)
+	cancel()
 	if res != resultAuthenticated {
 		sv.refuse(res)
 		tc.Close()
-		return
+		return nil
 	}
 	authed = true
 	sv.gate.leave(src)
 	sv.refuse(resultAuthenticated)
-	s.run(r)
+	return func() { s.run(r) }
 }
 
 // addrOf is the address of a net.Addr, or the zero Addr.
@@ -225,8 +230,18 @@ func ioResult(err error, other string) string {
 	return other
 }
 
+// ctxResult names why an authentication's context ended: its deadline
+// (preAuthTimeout) or the service closing.
+func ctxResult(ctx context.Context) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return resultTimeout
+	}
+	return resultClosed
+}
+
 // authenticate runs the handshake up to USERAUTH_SUCCESS (spec/apf.md §4
-// steps 2–4) and registers the link. It returns resultAuthenticated or why
+// steps 2–4) and registers the link. ctx ends at the connection's
+// preAuthTimeout, which also bounds the wait for a password check. It returns resultAuthenticated or why
 // the connection is refused; on refusal the caller closes the connection.
 func (s *session) authenticate(ctx context.Context, r *apf.Reader) string {
 	sv := s.svc
@@ -255,6 +270,9 @@ func (s *session) authenticate(ctx context.Context, r *apf.Reader) string {
 	}
 	s.uuid = pv.UUID.String() // lower case, spec/apf.md §6
 	known, err := sv.dir.Known(ctx, s.uuid)
+	if err != nil && ctx.Err() != nil {
+		return ctxResult(ctx)
+	}
 	if err != nil {
 		sv.log.Warn("cira: device lookup failed", "dev", s.uuid, "err", err)
 		_ = s.send(apf.Disconnect{Reason: apf.DisconnectTemporarilyUnavailable})
@@ -305,6 +323,12 @@ func (s *session) authenticate(ctx context.Context, r *apf.Reader) string {
 		return fail(resultBackoff)
 	}
 	userOK, pwOK, err := sv.checkCredentials(ctx, s.uuid, ua.User, ua.Password.Reveal())
+	if err != nil && ctx.Err() != nil {
+		// preAuthTimeout passed while the check waited its turn (or the
+		// service is closing): the device has been told nothing and gave
+		// up or will; checking now would spend an argon2id hash on nobody.
+		return ctxResult(ctx)
+	}
 	if err != nil {
 		sv.log.Warn("cira: credential check failed", "dev", s.uuid, "err", err)
 		return fail(resultStoreError)

@@ -1,6 +1,7 @@
 package cira
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
@@ -574,6 +575,59 @@ func TestKeepalivesDebounced(t *testing.T) {
 		gone, _ := dir.link(devA)
 		if gone.Connected || !gone.LastSeen.Equal(last) {
 			t.Fatalf("after the disconnect: %+v, want last seen %v", gone, last)
+		}
+	})
+}
+
+// blockingDir is a fakeDir whose password checks wait for release.
+type blockingDir struct {
+	*fakeDir
+	release chan struct{}
+}
+
+func (b blockingDir) CheckCredentials(ctx context.Context, uuid, user string, pw []byte) (bool, bool, error) {
+	<-b.release
+	return b.fakeDir.CheckCredentials(ctx, uuid, user, pw)
+}
+
+// TestAuthQueueBoundedByPreAuthTimeout: a login waiting for one of the
+// maxAuthChecks password-check slots gives up at preAuthTimeout without
+// the check ever running (in a reconnect storm the queue can be longer than
+// a device waits; checking for a device that left wastes an argon2id hash).
+func TestAuthQueueBoundedByPreAuthTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := blockingDir{fakeDir: newFakeDir(), release: make(chan struct{})}
+		dir.add(devA, "u", "p")
+		s := newPipeService(t, testConfig(), dir)
+		start := func() *client {
+			c := s.dial(t)
+			c.mustSend(apf.ProtocolVersion{Major: 1, UUID: uuidOf(devA)}, apf.ServiceRequest{Service: apf.ServiceAuth})
+			c.expect(apf.ServiceAccept{Service: apf.ServiceAuth})
+			c.mustSend(apf.UserauthRequest{User: "u", Service: apf.ServicePortForward, Method: apf.MethodPassword,
+				Password: secret.FromString("p")})
+			return c
+		}
+		var held []*client
+		for range maxAuthChecks {
+			held = append(held, start())
+		}
+		synctest.Wait() // every slot is taken by a check that waits
+		late := start()
+		time.Sleep(preAuthTimeout)
+		synctest.Wait()
+		if got := s.result(resultTimeout); got != 1 {
+			t.Fatalf("timeouts = %v, want the queued login's 1", got)
+		}
+		if ms := late.expectEnd(); len(ms) != 0 {
+			t.Errorf("the queued login got %v", ms)
+		}
+		close(dir.release)
+		synctest.Wait()
+		if n := dir.checkCount(); n != maxAuthChecks {
+			t.Errorf("%d password checks ran, want the %d that held a slot", n, maxAuthChecks)
+		}
+		for _, c := range held {
+			c.raw.Close()
 		}
 	})
 }
