@@ -181,10 +181,11 @@ func (cl *loadClient) device(i int, spread time.Duration) {
 		}
 		if authed {
 			k = 0
-			cl.stats.drops.Add(1)
+			if n := cl.stats.drops.Add(1); n <= 20 {
+				fmt.Fprintf(os.Stderr, "device %d: link lost: %v\n", i, err)
+			}
 		} else {
 			cl.stats.fails.Add(1)
-			_ = err
 		}
 		if !cl.sleep(reconnectBackoff(k)) {
 			return

@@ -72,6 +72,7 @@ func runServer() int {
 		return fail(err)
 	}
 	fmt.Println("ready")
+	var cpuFile *os.File
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		cmd, arg, _ := strings.Cut(sc.Text(), " ")
@@ -81,6 +82,16 @@ func runServer() int {
 			// themselves hold, without the garbage of the logins' argon2id
 			// checks (19 MiB each) that the runtime has not given back yet.
 			debug.FreeOSMemory()
+		case "cpustart":
+			if f, err := os.Create(arg); err == nil {
+				cpuFile = f
+				_ = pprof.StartCPUProfile(f)
+			}
+		case "cpustop":
+			if cpuFile != nil {
+				pprof.StopCPUProfile()
+				cpuFile.Close()
+			}
 		case "heap":
 			if f, err := os.Create(arg); err == nil {
 				runtime.GC()
