@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -89,6 +90,9 @@ func TestPackageContents(t *testing.T) {
 		"/usr/lib/systemd/system/amtd-dns.socket":     0o644,
 		"/usr/lib/systemd/system/amtd-dns-tcp.socket": 0o644,
 		"/usr/lib/systemd/system/amtd-hello.socket":   0o644,
+		"/usr/lib/systemd/system/amtd-cira.socket":    0o644,
+		"/usr/lib/systemd/system/amtd-api.socket":     0o644,
+		"/usr/lib/systemd/system/amtd-metrics.socket": 0o644,
 		"/usr/lib/sysusers.d/amtd.conf":               0o644,
 		"/usr/lib/tmpfiles.d/amtd.conf":               0o644,
 		"/usr/share/man/man8/amtd.8.gz":               0o644,
@@ -128,7 +132,7 @@ func TestPackageContents(t *testing.T) {
 		}
 	}
 	// The units are the tree's, byte for byte.
-	for _, unit := range []string{"amtd.service", "amtd-dhcp.socket", "amtd-dns.socket", "amtd-dns-tcp.socket", "amtd-hello.socket"} {
+	for _, unit := range append(slices.Clone(amtdUnits), optionalUnits...) {
 		src, err := os.ReadFile(filepath.Join(topDir, "rootfs/usr/lib/systemd/system", unit))
 		if err != nil {
 			t.Fatal(err)

@@ -25,6 +25,10 @@ const (
 
 var amtdUnits = []string{"amtd.service", "amtd-dhcp.socket", "amtd-dns.socket", "amtd-dns-tcp.socket", "amtd-hello.socket"}
 
+// optionalUnits are installed but not enabled: the sockets of services that
+// are off by default would listen with nothing serving them.
+var optionalUnits = []string{"amtd-cira.socket", "amtd-api.socket", "amtd-metrics.socket"}
+
 // needInstallable skips unless the test may install packages here: root, dpkg
 // and no systemd as PID 1 (the scripts then take the no-systemd path; a
 // machine running systemd would start amtd). It fails when amtd is already
@@ -213,6 +217,11 @@ func TestInstallUpgradeRemovePurge(t *testing.T) {
 		}
 		if !exists(filepath.Join("/etc/systemd/system", target, u)) {
 			t.Errorf("%s is not enabled (no link in /etc/systemd/system/%s)", u, target)
+		}
+	}
+	for _, u := range optionalUnits {
+		if !exists(filepath.Join("/usr/lib/systemd/system", u)) || exists(filepath.Join("/etc/systemd/system/sockets.target.wants", u)) {
+			t.Errorf("%s: want installed in /usr/lib/systemd/system and not enabled", u)
 		}
 	}
 	if m, _ := filepath.Glob("/run/amtd-maint.*"); len(m) > 0 {

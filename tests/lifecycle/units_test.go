@@ -62,7 +62,7 @@ func TestUnitsVerify(t *testing.T) {
 		if m == nil {
 			t.Fatalf("%s has no FileDescriptorName=", filepath.Base(u))
 		}
-		if !regexp.MustCompile(`^(dhcp|dns|dns-tcp|hello|cira|api|rpc|control)$`).Match(m[1]) {
+		if !regexp.MustCompile(`^(dhcp|dns|dns-tcp|hello|agent|cira|api|metrics|rpc|control)$`).Match(m[1]) {
 			t.Fatalf("%s names its socket %q, which no service asks for", filepath.Base(u), m[1])
 		}
 		if !strings.Contains(string(b), "Service=amtd.service") {
