@@ -163,7 +163,6 @@ func (e *Engine) presentChain(ctx context.Context, uuid string, c *wsman.Client,
 		if err := e.call(ctx, func(ctx context.Context) error {
 			return c.Invoke(ctx, "IPS_HostBasedSetupService", "AddNextCertInChain", in.Params(), nil)
 		}); err != nil {
-			//lint:ignore ST1005 RPS's text
 			return "", "", fmt.Errorf("Error while adding the certificates to AMT: certificate %d of %d: %w", i+1, n, err)
 		}
 	}
