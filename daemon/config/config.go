@@ -196,6 +196,13 @@ type Provisioning struct {
 	// MaxConcurrentActivations bounds bare-metal activations running at
 	// once (MaxConcurrentActivations=, default 32, 1-1024).
 	MaxConcurrentActivations int
+	// AgentTLSTrust is which certificates AMT 19+ devices may present in
+	// the agent's TLS tunnel: "odca" (default) or "log"
+	// (spec/rpc-protocol.md §7).
+	AgentTLSTrust string
+	// AgentODCARoots is a PEM file of On-Die CA roots trusted besides
+	// Intel's built-in one (AgentODCARoots=, default none).
+	AgentODCARoots string
 }
 
 // CIRA is [CIRA]: the APF relay devices connect out to.

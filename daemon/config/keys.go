@@ -263,6 +263,12 @@ func Keys() []Section {
 			{Name: "MaxConcurrentActivations", Values: "number from 1 to 1024", Default: "32",
 				Doc: "Bare-metal activations run at once. Devices whose hellos come while all are busy wait in a queue (up to 8 times this many) and start as others finish; each WS-Man call keeps its own 30 s timeout. On reload the new limit applies to activations started after it.",
 				h:   one(countIn(1, 1024), func(t *target) *int { return &t.cfg.Provisioning.MaxConcurrentActivations })},
+			{Name: "AgentTLSTrust", Values: "odca or log", Default: "odca",
+				Doc: "What AMT 19 and later may present in the TLS tunnel through an agent before activation. odca: a chain to Intel's On-Die CA root (or AgentODCARoots=); log: any certificate, written to the log (for diagnosing a device whose chain is refused). After activation amtd trusts the certificate it configured.",
+				h:   one(parseTunnelTrust, func(t *target) *string { return &t.cfg.Provisioning.AgentTLSTrust })},
+			{Name: "AgentODCARoots", Values: vPath, Derived: "none: Intel's On-Die CA root only",
+				Doc: "A PEM file of further On-Die CA roots to trust besides Intel's (amtsim -odca FILE writes FILE.crt for a simulated site).",
+				h:   one(parsePath, func(t *target) *string { return &t.cfg.Provisioning.AgentODCARoots })},
 		}},
 		{Name: "CIRA", Doc: "The relay Intel AMT devices connect out to (CIRA, APF over TLS), with a server certificate from the appliance CA.", Keys: []Key{
 			{Name: "Enable", Values: vBool, Default: "no",

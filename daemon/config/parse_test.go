@@ -156,6 +156,7 @@ func TestParseProblems(t *testing.T) {
 		{"agent without token", site + "[Provisioning]\nEnable=on\nAgentListen=0.0.0.0:8443\n", []string{"6: [Provisioning] AgentListen= needs AgentTokenFile="}},
 		{"agent allow-from", site + "[Provisioning]\nAgentAllowFrom=10.0.0.0/33\n", []string{"5: [Provisioning] AgentAllowFrom=10.0.0.0/33"}},
 		{"activations zero", site + "[Provisioning]\nMaxConcurrentActivations=0\n", []string{"5: [Provisioning] MaxConcurrentActivations=0: not a whole number from 1 to 1024"}},
+		{"agent trust", site + "[Provisioning]\nAgentTLSTrust=none\n", []string{"5: [Provisioning] AgentTLSTrust=none: not a trust policy: write odca (AMT's On-Die CA chain, checked) or log (anything, logged)"}},
 		{"activations too many", site + "[Provisioning]\nMaxConcurrentActivations=5000\n", []string{"5: [Provisioning] MaxConcurrentActivations=5000: not a whole number from 1 to 1024"}},
 		{"port conflict", site + "[DNS]\nEnable=yes\nListen=127.0.0.1:8053\n[DHCP]\nEnable=yes\nListen=0.0.0.0:8053\n[DHCPPool]\nSubnet=192.0.2.0/24\nRange=192.0.2.100-192.0.2.199\n",
 			[]string{"9: [DNS] Listen=127.0.0.1:8053 and [DHCP] Listen=0.0.0.0:8053 use the same port"}},
@@ -194,7 +195,7 @@ func TestParseDefaults(t *testing.T) {
 		DHCP:         DHCP{Listen: "0.0.0.0:67", LeaseTime: 10 * time.Minute, Authoritative: true, UpdateDNS: true},
 		DNS:          DNS{Listen: "0.0.0.0:53", CacheSize: 10000, TTL: 5 * time.Minute, SingleLabel: true, RateLimit: 50},
 		Registrar:    DNSRegistrar{Algorithm: "hmac-sha256", Interval: time.Hour, TTL: 5 * time.Minute},
-		Provisioning: Provisioning{HelloListen: "0.0.0.0:9971", MaxConcurrentActivations: 32},
+		Provisioning: Provisioning{HelloListen: "0.0.0.0:9971", MaxConcurrentActivations: 32, AgentTLSTrust: "odca"},
 		CIRA:         CIRA{Listen: "0.0.0.0:4433", KeepAlive: 30 * time.Second, IdleTimeout: 90 * time.Second},
 		API:          API{Listen: "0.0.0.0:3000"},
 	}

@@ -423,6 +423,15 @@ func parseFormat(v string) (string, error) {
 	return "", errors.New("not a log format: write auto, journal, text or json")
 }
 
+// parseTunnelTrust is [Provisioning] AgentTLSTrust=.
+func parseTunnelTrust(v string) (string, error) {
+	switch s := strings.ToLower(v); s {
+	case "odca", "log":
+		return s, nil
+	}
+	return "", errors.New("not a trust policy: write odca (AMT's On-Die CA chain, checked) or log (anything, logged)")
+}
+
 // parseGroup is a group name as useradd accepts it, or a numeric gid. Whether
 // the group exists is the daemon's check at start, not the file's.
 func parseGroup(v string) (string, error) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -145,8 +146,18 @@ func New(cfg *config.Config, deps netsvc.Deps, opts Options) (*Service, error) {
 		if opts.AgentCertificate == nil {
 			return nil, errors.New("provisioning: the agent endpoint needs the appliance certificate")
 		}
+		trust, err := ParseTunnelTrust(pv.AgentTLSTrust)
+		if err != nil {
+			return nil, fmt.Errorf("[Provisioning] AgentTLSTrust=: %w", err)
+		}
+		var odca []*x509.Certificate
+		if pv.AgentODCARoots != "" {
+			if odca, err = LoadODCARoots(pv.AgentODCARoots); err != nil {
+				return nil, fmt.Errorf("[Provisioning] AgentODCARoots=%s: %w", pv.AgentODCARoots, err)
+			}
+		}
 		s.agent = &AgentServer{Engine: eng, Chains: opts.Chains, Token: tok, AllowFrom: pv.AgentAllowFrom,
-			AppVersion: opts.Version, Log: deps.Log, Metrics: deps.Metrics}
+			TunnelTrust: trust, ODCARoots: odca, AppVersion: opts.Version, Log: deps.Log, Metrics: deps.Metrics}
 	}
 	return s, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/netip"
@@ -134,3 +135,49 @@ func TestReadAgentToken(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// TestServiceAgentTunnelConfig: [Provisioning] AgentTLSTrust= and
+// AgentODCARoots= reach the agent server; a roots file that does not load
+// stops the service from being built, naming the key.
+func TestServiceAgentTunnelConfig(t *testing.T) {
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "agent-token")
+	if err := os.WriteFile(tokFile, []byte(enrolToken+"\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	root := newChain(t, "corp.example.com").root
+	roots := filepath.Join(dir, "odca.crt")
+	if err := os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	site := newChain(t, "corp.example.com")
+	agentCert := newChain(t, "amtd.corp.example.com").cert
+	build := func(pv config.Provisioning) (*Service, error) {
+		pv.Enable, pv.HelloListen, pv.AgentListen, pv.AgentTokenFile = true, freeAddr(t), freeAddr(t), tokFile
+		cfg := &config.Config{Site: config.Site{Domains: []string{"corp.example.com"}, Hostname: "amtd.corp.example.com"}, Provisioning: pv}
+		lis := netsvc.NewListeners(nil)
+		t.Cleanup(func() { lis.Close() })
+		return New(cfg, netsvc.Deps{Store: testStore(t), Metrics: metrics.NewRegistry(), Listeners: lis}, Options{
+			Chains:           ChainList{{Suffix: "corp.example.com", Cert: site.cert, Root: site.root}},
+			AgentCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &agentCert, nil },
+		})
+	}
+	svc, err := build(config.Provisioning{AgentTLSTrust: "log", AgentODCARoots: roots})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.agent.TunnelTrust != TrustLog || len(svc.agent.ODCARoots) != 1 || !svc.agent.ODCARoots[0].Equal(root) {
+		t.Fatalf("agent server got trust %q and %d roots, want log and the file's root", svc.agent.TunnelTrust, len(svc.agent.ODCARoots))
+	}
+	svc, err = build(config.Provisioning{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.agent.TunnelTrust != TrustODCA || len(svc.agent.ODCARoots) != 0 {
+		t.Fatalf("defaults: trust %q, %d roots; want odca and none beyond Intel's", svc.agent.TunnelTrust, len(svc.agent.ODCARoots))
+	}
+	_, err = build(config.Provisioning{AgentODCARoots: filepath.Join(dir, "missing.crt")})
+	if err == nil || !strings.Contains(err.Error(), "AgentODCARoots=") {
+		t.Fatalf("a missing roots file: got %v, want an error naming AgentODCARoots=", err)
+	}
+}
