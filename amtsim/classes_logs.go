@@ -121,6 +121,7 @@ func (d *Device) logAudit(sess Session, app, event uint16, ex ...byte) {
 const (
 	appRemoteControl = 17 // power: 0 up, 1 down, 2 cycle, 3 reset, 5-9 graceful and OS actions
 	appRedirection   = 18 // 2/3 IDER, 6/7 SOL, 10/11 KVM enabled/disabled
+	appNetworkTime   = 21 // 0 time set
 	appUserOptIn     = 30 // 1 consent code sent
 )
 
@@ -221,6 +222,19 @@ func addLogClasses(t map[string]*classHandler) {
 				case !after[i] && before[i]:
 					d.logAudit(sess, appRedirection, ev[1])
 				}
+			}
+			return out
+		}
+	}
+	// Setting the clock: Network Time event 0 with the new time
+	// (big-endian seconds), which MPS shows as ExStr.
+	if h := t["AMT_TimeSynchronizationService"]; h != nil && h.methods["SetHighAccuracyTimeSynch"] != nil {
+		set := h.methods["SetHighAccuracyTimeSynch"]
+		h.methods["SetHighAccuracyTimeSynch"] = func(d *Device, in *wsman.Instance, sess Session) []wsman.Property {
+			out := set(d, in, sess)
+			if methodReturnCode(out) == ptSuccess {
+				now := uint32(d.Time())
+				d.logAudit(sess, appNetworkTime, 0, byte(now>>24), byte(now>>16), byte(now>>8), byte(now))
 			}
 			return out
 		}

@@ -3,6 +3,7 @@ package amtsim
 import (
 	"encoding/base64"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -250,5 +251,31 @@ func TestLogMethodShapes(t *testing.T) {
 		if strings.Join(want.body, " ") != strings.Join(got.body, " ") || strings.Join(want.header, " ") != strings.Join(got.header, " ") {
 			t.Errorf("%s:\n got %v %v\nwant %v %v", c.method, got.header, got.body, want.header, want.body)
 		}
+	}
+}
+
+// TestAuditLogTimeSet: setting the clock over WS-Man logs "Intel(R) ME
+// Time Set" with the new time as its extended data.
+func TestAuditLogTimeSet(t *testing.T) {
+	d, c := logsClient(t)
+	ctx := ctxT(t)
+	var low wsman.Instance
+	if err := c.Invoke(ctx, "AMT_TimeSynchronizationService", "GetLowAccuracyTimeSynch", nil, &low); err != nil {
+		t.Fatal(err)
+	}
+	ta0, _ := strconv.ParseInt(low.Value("Ta0"), 10, 64)
+	set := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC).Unix()
+	in := wsman.SetHighAccuracyTimeSynchInput{Ta0: ta0, Tm1: set, Tm2: set}
+	if err := c.Invoke(ctx, "AMT_TimeSynchronizationService", "SetHighAccuracyTimeSynch", in.Params(), nil); err != nil {
+		t.Fatal(err)
+	}
+	recs := d.AuditRecords()
+	r, err := auditlog.Decode(recs[len(recs)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, ok := r.ExString()
+	if r.Event() != "Intel(R) ME Time Set" || !ok || !strings.HasPrefix(ex, "2031-05-06T07:08") || r.Initiator() != "admin" {
+		t.Fatalf("record %s %q %v by %q", r.Event(), ex, ok, r.Initiator())
 	}
 }
