@@ -42,7 +42,7 @@ import (
 // ciraSite is the real daemon (daemon.Run with the default service table)
 // serving CIRA and its control socket on loopback, with a real store.
 type ciraSite struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	sock     string
 	st       *store.Store
@@ -64,7 +64,7 @@ Enable=yes
 Listen=127.0.0.1:0
 `
 
-func startCIRASite(t *testing.T) *ciraSite {
+func startCIRASite(t testing.TB) *ciraSite {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -227,7 +227,7 @@ func (b *syncBuffer) String() string {
 
 // forwarding runs `amtd forward` in-process until the test ends (as Ctrl-C
 // would end it) and returns the address it listens on.
-func forwarding(t *testing.T, s *ciraSite, args ...string) (addr string, out *syncBuffer, stop func() int) {
+func forwarding(t testing.TB, s *ciraSite, args ...string) (addr string, out *syncBuffer, stop func() int) {
 	t.Helper()
 	out = &syncBuffer{}
 	errb := &syncBuffer{}
@@ -309,23 +309,7 @@ func TestForwardWSManAndRedirection(t *testing.T) {
 		t.Fatalf("a wrong password through the forward: %v, want the device's refusal", err)
 	}
 
-	// Redirection on, as a console turns it on (AMT_RedirectionService and
-	// the KVM SAP), through the forwarded port.
-	if err := wc.RequestStateChange(ctx, "AMT_RedirectionService", 32771); err != nil {
-		t.Fatal(err)
-	}
-	if err := wc.RequestStateChange(ctx, "CIM_KVMRedirectionSAP", 2); err != nil {
-		t.Fatal(err)
-	}
-	var rs wsman.Instance
-	if err := wc.Get(ctx, "AMT_RedirectionService", &rs); err != nil {
-		t.Fatal(err)
-	}
-	rs.Set("ListenerEnabled", "true")
-	if _, err := wc.Put(ctx, "AMT_RedirectionService", rs); err != nil {
-		t.Fatal(err)
-	}
-
+	enableRedirection(t, wc)
 	raddr, rout, rstop := forwarding(t, s, uuid, "--port", "16994")
 	solEcho(t, d, raddr, 1<<20)
 	kvmStream(t, d, raddr, 4<<20)
@@ -350,9 +334,66 @@ func TestForwardWSManAndRedirection(t *testing.T) {
 	}
 }
 
+// enableRedirection turns SOL, IDER and KVM on as a console does
+// (AMT_RedirectionService and the KVM SAP), through wc.
+func enableRedirection(t testing.TB, wc *wsman.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := wc.RequestStateChange(ctx, "AMT_RedirectionService", 32771); err != nil {
+		t.Fatal(err)
+	}
+	if err := wc.RequestStateChange(ctx, "CIM_KVMRedirectionSAP", 2); err != nil {
+		t.Fatal(err)
+	}
+	var rs wsman.Instance
+	if err := wc.Get(ctx, "AMT_RedirectionService", &rs); err != nil {
+		t.Fatal(err)
+	}
+	rs.Set("ListenerEnabled", "true")
+	if _, err := wc.Put(ctx, "AMT_RedirectionService", rs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkForwardKVM: 8 MiB of a device's KVM stream through the whole
+// path a viewer's bytes take with amtd forward: the CIRA channel over the
+// APF link (TLS, 16 KiB windows), the daemon's control stream, the CLI, and
+// local TCP; each round logs in afresh.
+func BenchmarkForwardKVM(b *testing.B) {
+	s := startCIRASite(b)
+	const uuid = "4c4c4544-0042-3510-8052-b4c04f4e0610"
+	d := s.device(uuid, true)
+	waddr, _, _ := forwarding(b, s, uuid, "--port", "16992")
+	enableRedirection(b, wsman.NewClient(func(ctx context.Context) (net.Conn, error) {
+		var nd net.Dialer
+		return nd.DialContext(ctx, "tcp", waddr)
+	}, wsman.Credentials{Host: uuid + ":16992", Username: "admin", Password: secret.FromString(simAdminPass)}))
+	raddr, _, _ := forwarding(b, s, uuid, "--port", "16994")
+	const size = 8 << 20
+	b.SetBytes(size)
+	for b.Loop() {
+		c, err := net.DialTimeout("tcp", raddr, 10*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(120 * time.Second))
+		br := redirLogin(b, d, c, redir.SessionKVM)
+		m, _ := redir.Marshal(redir.KVMStart{})
+		c.Write(m)
+		if m := readRedirMsg(b, br); m.Command() != redir.CmdKVMStartReply {
+			b.Fatalf("got %s, want the KVM start reply", m)
+		}
+		if n, err := io.CopyN(io.Discard, br, size); err != nil {
+			b.Fatalf("after %d bytes: %v", n, err)
+		}
+		c.Close()
+	}
+}
+
 // redirLogin starts a redirection session of kind and logs in with digest
 // as a console does (spec/redirection.md §2–§3).
-func redirLogin(t *testing.T, d *amtsim.Device, c net.Conn, kind redir.SessionType) *bufio.Reader {
+func redirLogin(t testing.TB, d *amtsim.Device, c net.Conn, kind redir.SessionType) *bufio.Reader {
 	t.Helper()
 	br := bufio.NewReader(c)
 	write := func(m redir.Message) {
@@ -393,7 +434,7 @@ func redirLogin(t *testing.T, d *amtsim.Device, c net.Conn, kind redir.SessionTy
 	return br
 }
 
-func readRedirMsg(t *testing.T, br *bufio.Reader) redir.Message {
+func readRedirMsg(t testing.TB, br *bufio.Reader) redir.Message {
 	t.Helper()
 	for need := 4; need < 4096; need++ {
 		buf, err := br.Peek(need)
@@ -416,7 +457,7 @@ func readRedirMsg(t *testing.T, br *bufio.Reader) redir.Message {
 // solEcho sends total bytes of random console data in random-sized SOL
 // messages through the forwarded port while reading the device's echoes,
 // and compares checksums.
-func solEcho(t *testing.T, d *amtsim.Device, addr string, total int) {
+func solEcho(t testing.TB, d *amtsim.Device, addr string, total int) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
@@ -470,7 +511,7 @@ func solEcho(t *testing.T, d *amtsim.Device, addr string, total int) {
 
 // kvmStream reads total bytes of the device's KVM stream through the
 // forwarded port and checks them against amtsim.KVMPattern.
-func kvmStream(t *testing.T, d *amtsim.Device, addr string, total int) {
+func kvmStream(t testing.TB, d *amtsim.Device, addr string, total int) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
