@@ -378,6 +378,7 @@ func classTable() map[string]*classHandler {
 	// alarms (classes_logs.go).
 	addSettingsClasses(t)
 	addLogClasses(t)
+	addDisplayClasses(t)     // KVM screens (classes_displays.go)
 	addNetworkSyncClasses(t) // AMT_EthernetPortSettings (network_sync.go)
 	return t
 }
