@@ -309,6 +309,11 @@ func TestForwardWSManAndRedirection(t *testing.T) {
 		t.Fatalf("a wrong password through the forward: %v, want the device's refusal", err)
 	}
 
+	// Each forwarded connection is in the audit trail, with who asked.
+	rows, err := s.st.AuditList(ctx, store.AuditQuery{Object: "device/" + uuid + "/port/16993"})
+	if err != nil || len(rows) < 3 || rows[0].Action != "cira.forward" || rows[0].Actor != fmt.Sprintf("control:uid:%d", os.Geteuid()) || rows[0].Result != "ok" {
+		t.Fatalf("audit of the forwarded connections: %v %+v", err, rows)
+	}
 	enableRedirection(t, wc)
 	raddr, rout, rstop := forwarding(t, s, uuid, "--port", "16994")
 	solEcho(t, d, raddr, 1<<20)

@@ -255,6 +255,19 @@ type Peer struct {
 	PID, UID, GID int
 }
 
+type peerKey struct{}
+
+func withPeer(ctx context.Context, p Peer) context.Context {
+	return context.WithValue(ctx, peerKey{}, p)
+}
+
+// PeerFrom is the peer whose request a handler answers, for its audit
+// trail; ok is false outside a control request.
+func PeerFrom(ctx context.Context) (p Peer, ok bool) {
+	p, ok = ctx.Value(peerKey{}).(Peer)
+	return p, ok
+}
+
 // PeerCred reads the credentials of a unix socket's peer.
 func PeerCred(c net.Conn) (Peer, error) {
 	uc, ok := c.(*net.UnixConn)
@@ -367,7 +380,7 @@ func (s *Server) serveConn(c net.Conn, release func()) {
 			return
 		default:
 		}
-		resp, st := s.answer(log, line)
+		resp, st := s.answer(log, peer, line)
 		if st != nil {
 			s.stream(log, c, r, st, release)
 			return
@@ -436,7 +449,7 @@ func readLine(r *bufio.Reader) ([]byte, error) {
 
 // answer runs the handler of one request line; a Stream result is returned
 // as is, for serveConn to hand the connection over.
-func (s *Server) answer(log *slog.Logger, line []byte) (Response, *Stream) {
+func (s *Server) answer(log *slog.Logger, peer Peer, line []byte) (Response, *Stream) {
 	req, err := DecodeRequest(line)
 	if err != nil {
 		return Response{Error: err.Error()}, nil
@@ -445,7 +458,7 @@ func (s *Server) answer(log *slog.Logger, line []byte) (Response, *Stream) {
 	if h == nil {
 		return Response{Error: fmt.Sprintf("unknown command %q: known commands: %s", req.Cmd, strings.Join(known, ", "))}, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+	ctx, cancel := context.WithTimeout(withPeer(context.Background(), peer), requestTimeout)
 	defer cancel()
 	log.Debug("control: request", "cmd", req.Cmd)
 	res, err := h(ctx, req.Args)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -230,5 +231,31 @@ func TestStreamClientEOFWithoutHalfClose(t *testing.T) {
 	// The far end is closed once quiet.
 	if n, err := dev.Read(got); err != io.EOF {
 		t.Fatalf("far end: %d %v, want it closed", n, err)
+	}
+}
+
+// TestPeerFrom: a handler knows who asked (SO_PEERCRED), for its audit
+// trail.
+func TestPeerFrom(t *testing.T) {
+	mux := NewMux()
+	mux.Handle("whoami", func(ctx context.Context, args json.RawMessage) (any, error) {
+		p, ok := PeerFrom(ctx)
+		if !ok {
+			return nil, errors.New("no peer in the context")
+		}
+		return p, nil
+	})
+	path, _ := serve(t, mux)
+	cl, err := Dial(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var p Peer
+	if err := cl.Call(t.Context(), "whoami", nil, &p); err != nil || p.UID != os.Geteuid() || p.PID != os.Getpid() {
+		t.Fatalf("peer %+v %v, want uid %d pid %d", p, err, os.Geteuid(), os.Getpid())
+	}
+	if _, ok := PeerFrom(context.Background()); ok {
+		t.Fatal("a peer outside a request")
 	}
 }

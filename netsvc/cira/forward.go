@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"amtd/amt/guid"
 	"amtd/daemon/control"
+	"amtd/store"
 )
 
 // ForwardCommand is the control command `amtd forward` sends for each TCP
@@ -87,6 +89,7 @@ func (s *Service) forward(ctx context.Context, raw json.RawMessage) (any, error)
 		return res, nil
 	}
 	conn, err := s.Dial(ctx, uuid, a.Port)
+	s.auditForward(ctx, uuid, a.Port, err)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return nil, fmt.Errorf("device %s: no channel to port %d came free in time: %d are open to it already (the most AMT allows); close one and retry", uuid, a.Port, maxOpenChannels)
@@ -97,6 +100,29 @@ func (s *Service) forward(ctx context.Context, raw json.RawMessage) (any, error)
 	}
 	s.log.Info("cira: forwarding a connection", "uuid", uuid, "port", a.Port)
 	return &control.Stream{Conn: conn, Result: res}, nil
+}
+
+// auditForward records a forwarded connection (or its failure) in the
+// audit trail with the local user who asked: a tunnel to a device's AMT is
+// an administrator's act, as an API call is.
+func (s *Service) auditForward(ctx context.Context, uuid string, port uint16, err error) {
+	if s.deps.Store == nil {
+		return
+	}
+	actor := "control"
+	if p, ok := control.PeerFrom(ctx); ok {
+		actor = fmt.Sprintf("control:uid:%d", p.UID)
+	}
+	e := store.AuditEntry{Actor: actor, Action: "cira.forward", Object: fmt.Sprintf("device/%s/port/%d", uuid, port),
+		Reason: "amtd forward"}
+	if err != nil {
+		e.Result = err.Error()
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := s.deps.Store.Audit(actx, e); err != nil {
+		s.log.Error("cira: audit row not written", "action", e.Action, "err", err)
+	}
 }
 
 func portList(ps []uint16) string {
