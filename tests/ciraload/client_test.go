@@ -267,16 +267,8 @@ func (cl *loadClient) link(i int) (bool, error) {
 	if err := expect(apf.ServiceAccept{Service: apf.ServicePortForward}); err != nil {
 		return true, err
 	}
-	for _, p := range devicePorts {
-		if err := send(apf.TCPIPForward{WantReply: true, Address: "load.example", Port: p}); err != nil {
-			return true, err
-		}
-		if err := expect(apf.RequestSuccess{HasPort: true, Port: p}); err != nil {
-			return true, err
-		}
-	}
-	// Steady state: keep-alives on a timer (no goroutine while idle), the
-	// reader here.
+	// Keep-alives run on a timer (no goroutine while idle) once the server
+	// asks for them; handle answers everything the server may send.
 	var ka *time.Timer
 	var cookie uint32
 	defer func() {
@@ -286,16 +278,12 @@ func (cl *loadClient) link(i int) (bool, error) {
 		}
 		wmu.Unlock()
 	}()
-	for {
-		m, err := r.ReadMessage()
-		if err != nil {
-			return true, err
-		}
+	handle := func(m apf.Message) error {
 		switch m := m.(type) {
 		case apf.KeepaliveOptionsRequest:
 			cl.stats.kaOption.Add(1)
 			if err := send(apf.KeepaliveOptionsReply(m)); err != nil {
-				return true, err
+				return err
 			}
 			every := time.Duration(m.Interval) * time.Second
 			var tick func()
@@ -318,11 +306,45 @@ func (cl *loadClient) link(i int) (bool, error) {
 		case apf.KeepaliveReply:
 			cl.stats.kaReply.Add(1)
 		case apf.ChannelOpen:
-			if err := send(apf.ChannelOpenFailure{RecipientChannel: m.SenderChannel, Reason: apf.OpenConnectFailed}); err != nil {
+			return send(apf.ChannelOpenFailure{RecipientChannel: m.SenderChannel, Reason: apf.OpenConnectFailed})
+		case apf.Disconnect:
+			return fmt.Errorf("server sent %s", m)
+		default:
+			return fmt.Errorf("unexpected %s", m)
+		}
+		return nil
+	}
+	// Forwards one by one, each answered before the next. The server asks
+	// for keep-alives once 5900 is forwarded, or after a quiet period
+	// (spec/apf.md §4 step 7), which a loaded machine can hit between two
+	// forwards: that request is answered in passing.
+	for _, p := range devicePorts {
+		if err := send(apf.TCPIPForward{WantReply: true, Address: "load.example", Port: p}); err != nil {
+			return true, err
+		}
+		for {
+			m, err := r.ReadMessage()
+			if err != nil {
 				return true, err
 			}
-		case apf.Disconnect:
-			return true, fmt.Errorf("server sent %s", m)
+			if rs, ok := m.(apf.RequestSuccess); ok {
+				if rs.Port != p {
+					return true, fmt.Errorf("forward %d answered with %s", p, m)
+				}
+				break
+			}
+			if err := handle(m); err != nil {
+				return true, fmt.Errorf("forward %d: %w", p, err)
+			}
+		}
+	}
+	for {
+		m, err := r.ReadMessage()
+		if err != nil {
+			return true, err
+		}
+		if err := handle(m); err != nil {
+			return true, err
 		}
 	}
 }
