@@ -10,7 +10,7 @@ import (
 
 // SocketNames are the FileDescriptorName= values amtd's .socket units give
 // their sockets, and the names services ask netsvc.Listeners for.
-var SocketNames = []string{"dhcp", "dns", "dns-tcp", "hello", "agent", "cira", "api", "metrics", "rpc", "control"}
+var SocketNames = []string{"dhcp", "dns", "dns-tcp", "hello", "agent", "cira", "api", "metrics", "control"}
 
 // ActivatedSockets takes the sockets systemd passed ($LISTEN_FDS, $LISTEN_PID,
 // $LISTEN_FDNAMES, sd_listen_fds(3)) keyed by their FileDescriptorName=, for

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"amtd/daemon"
-	"amtd/daemon/config"
 	"amtd/daemon/control"
 )
 
@@ -33,24 +32,10 @@ func cmdStatus(c *cli, args []string) int {
 	configGiven := false
 	fs.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "c" || f.Name == "config" })
 
-	path := *socket
-	if path == "" {
-		path = daemon.DefaultControlSocket
-		cfg, err := config.Load(*cfgPath)
-		switch {
-		case err == nil && cfg.Control.Socket != "":
-			path = cfg.Control.Socket
-		case err != nil:
-			// A file that fails to load is exactly when people ask the
-			// daemon how it is doing (it keeps the old configuration on a
-			// bad reload), so take Socket= from the text if it is there.
-			if p, ok := controlSocketFromText(*cfgPath); ok {
-				path = p
-			} else if configGiven && !errors.Is(err, os.ErrNotExist) {
-				fmt.Fprintf(c.stderr, "amtd status: %s: cannot read [Control] Socket= (%v); trying %s\n", *cfgPath, firstLine(err.Error()), path)
-			}
-		}
-	}
+	// A file that fails to load is exactly when people ask the daemon how
+	// it is doing (it keeps the old configuration on a bad reload), so
+	// controlSocketPath takes Socket= from the text if it is there.
+	path := controlSocketPath(c, "status", *cfgPath, *socket, configGiven)
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
