@@ -404,6 +404,15 @@ func readDisplays(r *http.Request, c *wsman.Client) ([]KVMDisplay, wsman.Instanc
 	} else if err != nil {
 		return nil, kvm, err
 	}
+	ds, err := displaysOf(items, &kvm)
+	return ds, kvm, err
+}
+
+// displaysOf maps IPS_ScreenSettingData items and the KVM settings to
+// MPS's displays. Whatever the device sends, the answer is bounded
+// (maxDisplays) and a value that is not a number is an error naming it.
+func displaysOf(items []wsman.Instance, kvm *wsman.Instance) ([]KVMDisplay, error) {
+	var err error
 	num := func(in *wsman.Instance, name string, v string) (int, error) {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil {
@@ -413,8 +422,8 @@ func readDisplays(r *http.Request, c *wsman.Client) ([]KVMDisplay, wsman.Instanc
 	}
 	def := -1
 	if v, ok := kvm.Get("DefaultScreen"); ok {
-		if def, err = num(&kvm, "DefaultScreen", v); err != nil {
-			return nil, kvm, err
+		if def, err = num(kvm, "DefaultScreen", v); err != nil {
+			return nil, err
 		}
 	}
 	out := []KVMDisplay{}
@@ -426,7 +435,7 @@ func readDisplays(r *http.Request, c *wsman.Client) ([]KVMDisplay, wsman.Instanc
 			if v, ok := in.Get(p.prop); ok {
 				n, err := num(in, p.prop, v)
 				if err != nil {
-					return nil, kvm, err
+					return nil, err
 				}
 				roles[n] = p.role // primary last: it wins a tie, as MPS's if-else
 			}
@@ -438,7 +447,7 @@ func readDisplays(r *http.Request, c *wsman.Client) ([]KVMDisplay, wsman.Instanc
 			count = max(count, len(cols[name]))
 		}
 		if len(out)+count > maxDisplays {
-			return nil, kvm, errors.New("IPS_ScreenSettingData reports more than " + strconv.Itoa(maxDisplays) + " displays")
+			return nil, errors.New("IPS_ScreenSettingData reports more than " + strconv.Itoa(maxDisplays) + " displays")
 		}
 		at := func(name string, j int) (int, error) {
 			if j >= len(cols[name]) {
@@ -454,13 +463,13 @@ func readDisplays(r *http.Request, c *wsman.Client) ([]KVMDisplay, wsman.Instanc
 				dst  *int
 			}{{"UpperLeftX", &d.UpperLeftX}, {"UpperLeftY", &d.UpperLeftY}, {"ResolutionX", &d.ResolutionX}, {"ResolutionY", &d.ResolutionY}} {
 				if *f.dst, err = at(f.name, j); err != nil {
-					return nil, kvm, err
+					return nil, err
 				}
 			}
 			out = append(out, d)
 		}
 	}
-	return out, kvm, nil
+	return out, nil
 }
 
 // getDisplays is GET /api/v1/amt/kvm/displays/{guid}: {"displays": [...]}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"amtd/amt/wsman"
+	"amtd/amtsim"
 	"amtd/secret"
 	"amtd/store"
 )
@@ -336,5 +338,139 @@ func TestDeviceDeleteAfterDeactivate(t *testing.T) {
 	}
 	if _, err := ce.st.Devices().Get(context.Background(), simUUID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("record after delete: %v", err)
+	}
+}
+
+// TestKVMDisplaysOverCIRA: GET /amt/kvm/displays reads the simulated
+// device's screens in MPS's shape; an operator moves KVM's default screen
+// with PUT (and MPS's swagger path /amt/screen); the device's
+// IPS_KVMRedirectionSettingData changes; a display the device lacks or
+// that is dark is refused before anything is written; viewers read only.
+func TestKVMDisplaysOverCIRA(t *testing.T) {
+	ce := newCIRAEnv(t)
+	ce.addDevice(simUUID)
+	d := ce.device(t, simUUID)
+	viewer, op := ce.key(store.RoleViewer, "v"), ce.key(store.RoleOperator, "op")
+	sc := &settingsCall{t: t, ce: ce}
+	path := "/api/v1/amt/kvm/displays/" + simUUID
+
+	var got struct{ Displays []KVMDisplay }
+	sc.json("GET", path, viewer, "", &got)
+	// The fixture: two 1920x1080 screens side by side, two inactive;
+	// DefaultScreen 0; PrimaryIndex 1 .. QuadraryIndex 4 (roles by MPS's
+	// 0-based comparison).
+	want := []KVMDisplay{
+		{DisplayIndex: 0, IsActive: true, ResolutionX: 1920, ResolutionY: 1080, IsDefault: true},
+		{DisplayIndex: 1, IsActive: true, UpperLeftX: 1920, ResolutionX: 1920, ResolutionY: 1080, Role: "primary"},
+		{DisplayIndex: 2, UpperLeftX: -1, UpperLeftY: -1, Role: "secondary"},
+		{DisplayIndex: 3, UpperLeftX: -1, UpperLeftY: -1, Role: "tertiary"},
+	}
+	if !slices.Equal(got.Displays, want) {
+		t.Fatalf("displays\n got %+v\nwant %+v", got.Displays, want)
+	}
+
+	if st, b := sc.do("PUT", path, viewer, `{"displayIndex": 1}`); st != 403 || d.DefaultScreen() != 0 {
+		t.Fatalf("viewer PUT: %d %s", st, b)
+	}
+	for _, c := range []struct {
+		body string
+		st   int
+		want string
+	}{
+		{`{"displayIndex": 2}`, 409, "not active"},
+		{`{"displayIndex": 4}`, 400, "reports 4 displays"},
+		{`{"displayIndex": 99}`, 400, "not a display index"},
+		{`{"displayIndex": -1}`, 400, "not a display index"},
+		{`{"displayIndex": "1"}`, 400, "displayIndex"},
+		{`{}`, 400, "displayIndex"},
+		{`{"displayIndex": 1, "x": 2}`, 400, "displayIndex"},
+	} {
+		st, b := sc.do("PUT", path, op, c.body)
+		if st != c.st || !strings.Contains(b, c.want) || d.DefaultScreen() != 0 {
+			t.Errorf("PUT %s: %d %s (device default %d), want %d saying %q", c.body, st, b, d.DefaultScreen(), c.st, c.want)
+		}
+	}
+
+	var put struct {
+		KVM map[string]any `json:"IPS_KVMRedirectionSettingData"`
+	}
+	sc.json("PUT", path, op, `{"displayIndex": 1}`, &put)
+	if put.KVM["DefaultScreen"] != "1" || d.DefaultScreen() != 1 {
+		t.Fatalf("PUT 1: answer %v, device default %d", put.KVM, d.DefaultScreen())
+	}
+	if pw, has := put.KVM["RFBPassword"]; has && pw != "" {
+		t.Errorf("PUT answer carries an RFB password: %v", put.KVM)
+	}
+	sc.json("GET", path, viewer, "", &got)
+	if got.Displays[0].IsDefault || !got.Displays[1].IsDefault {
+		t.Fatalf("after PUT 1: %+v", got.Displays)
+	}
+
+	// A monitor plugged in makes display 2 a choice; the swagger path works.
+	d.SetDisplays([]amtsim.Display{{Active: true, ResolutionX: 1920, ResolutionY: 1080}, {Active: true, UpperLeftX: 1920, ResolutionX: 1920, ResolutionY: 1080},
+		{Active: true, UpperLeftX: 3840, ResolutionX: 1280, ResolutionY: 1024}})
+	sc.json("PUT", "/api/v1/amt/screen/"+simUUID, op, `{"displayIndex": 2}`, &put)
+	if d.DefaultScreen() != 2 {
+		t.Fatalf("PUT /amt/screen 2: device default %d", d.DefaultScreen())
+	}
+
+	es, _ := ce.st.AuditList(context.Background(), store.AuditQuery{Object: "device/" + simUUID, Limit: 100})
+	seen := map[string]int{}
+	for _, a := range es {
+		seen[a.Action+" "+a.Result]++
+	}
+	if seen["api.amt.kvm.displays ok"] != 2 || seen["api.amt.kvm.displays.set ok"] != 2 || seen["api.amt.kvm.displays.set 409 Conflict"] != 1 {
+		t.Errorf("audit rows %v", seen)
+	}
+}
+
+// TestDisplaysOfHostileDevice: what a broken or hostile device reports
+// about its screens gives an error naming the value, or a bounded answer;
+// missing arrays read as zero, as MPS's mapper.
+func TestDisplaysOfHostileDevice(t *testing.T) {
+	screen := func(props ...string) wsman.Instance {
+		in := wsman.Instance{Class: "IPS_ScreenSettingData"}
+		for i := 0; i+1 < len(props); i += 2 {
+			in.Add(props[i], props[i+1])
+		}
+		return in
+	}
+	kvm := func(def string) *wsman.Instance {
+		in := &wsman.Instance{Class: "IPS_KVMRedirectionSettingData"}
+		if def != "" {
+			in.Add("DefaultScreen", def)
+		}
+		return in
+	}
+	many := []string{}
+	for range maxDisplays + 1 {
+		many = append(many, "IsActive", "true")
+	}
+	for _, c := range []struct {
+		name  string
+		items []wsman.Instance
+		kvm   *wsman.Instance
+		want  string // error text, "" none
+		count int
+	}{
+		{"resolution not a number", []wsman.Instance{screen("IsActive", "true", "ResolutionX", "wide")}, kvm("0"), `ResolutionX "wide" is not a number`, 0},
+		{"default not a number", []wsman.Instance{screen("IsActive", "true")}, kvm("first"), `DefaultScreen "first"`, 0},
+		{"role not a number", []wsman.Instance{screen("IsActive", "true", "PrimaryIndex", "0x1")}, kvm("0"), `PrimaryIndex "0x1"`, 0},
+		{"too many displays", []wsman.Instance{screen(many...)}, kvm("0"), "more than 16 displays", 0},
+		{"too many across items", []wsman.Instance{screen(many[:20]...), screen(many[:20]...)}, kvm("0"), "more than 16 displays", 0},
+		{"missing arrays", []wsman.Instance{screen("IsActive", "true", "IsActive", "false", "UpperLeftX", "5")}, kvm(""), "", 2},
+		{"no screens", nil, kvm("0"), "", 0},
+	} {
+		ds, err := displaysOf(c.items, c.kvm)
+		switch {
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %v, want an error saying %q", c.name, err, c.want)
+		case c.want == "" && (err != nil || len(ds) != c.count || ds == nil):
+			t.Errorf("%s: %v %+v, want %d displays", c.name, err, ds, c.count)
+		}
+	}
+	ds, _ := displaysOf([]wsman.Instance{screen("IsActive", "true", "IsActive", "false", "UpperLeftX", "5")}, kvm(""))
+	if want := []KVMDisplay{{DisplayIndex: 0, IsActive: true, UpperLeftX: 5}, {DisplayIndex: 1}}; !slices.Equal(ds, want) {
+		t.Errorf("missing arrays: %+v, want %+v", ds, want)
 	}
 }

@@ -474,9 +474,9 @@ func TestBadRequests(t *testing.T) {
 	tok := e.key(store.RoleAdmin, "a")
 
 	// Wrong method and unknown path: JSON errors, audited.
-	st, body := e.do("POST", "/api/v1/devices", bearer(tok), strings.NewReader(`{}`))
+	st, body := e.do("PUT", "/api/v1/devices", bearer(tok), strings.NewReader(`{}`))
 	if st != 405 || !strings.Contains(string(body), `"Method Not Allowed"`) {
-		t.Errorf("POST devices: %d %s", st, body)
+		t.Errorf("PUT devices: %d %s", st, body)
 	}
 	st, body = e.do("GET", "/api/v1/nothing%0a%1b[31mforged", bearer(tok), nil)
 	if st != 404 || !strings.Contains(string(body), `"Not Found"`) {
