@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -422,6 +424,11 @@ func TestKVMDisplaysOverCIRA(t *testing.T) {
 	if seen["api.amt.kvm.displays ok"] != 2 || seen["api.amt.kvm.displays.set ok"] != 2 || seen["api.amt.kvm.displays.set 409 Conflict"] != 1 {
 		t.Errorf("audit rows %v", seen)
 	}
+	for _, pw := range []string{simAdminPass, simMPSPass} {
+		if strings.Contains(strings.Join(sc.bodies, "\n"), pw) || strings.Contains(ce.logs.String(), pw) {
+			t.Errorf("a device password appears in an API response or log line")
+		}
+	}
 }
 
 // TestDisplaysOfHostileDevice: what a broken or hostile device reports
@@ -473,4 +480,40 @@ func TestDisplaysOfHostileDevice(t *testing.T) {
 	if want := []KVMDisplay{{DisplayIndex: 0, IsActive: true, UpperLeftX: 5}, {DisplayIndex: 1}}; !slices.Equal(ds, want) {
 		t.Errorf("missing arrays: %+v, want %+v", ds, want)
 	}
+}
+
+// FuzzDeviceBody: whatever a client sends as a PATCH or POST /devices
+// body, parseDeviceBody refuses it or returns an edit within the bounds
+// (a normalized guid; at most maxTags distinct valid tags; a valid
+// friendlyName), never panics.
+func FuzzDeviceBody(f *testing.F) {
+	f.Add([]byte(`{"guid":"11111111-2222-3333-4444-555555555555","friendlyName":"Front desk","tags":["lab","floor:2","lab"]}`))
+	f.Add([]byte(`{"guid":"11111111-2222-3333-4444-555555555555","friendlyName":null,"tags":null,"hostname":"pc"}`))
+	f.Add([]byte(`{"guid":"11111111-2222-3333-4444-555555555555","tags":["a,b"],"deviceInfo":{"fwVersion":"16"}}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		r := httptest.NewRequest("PATCH", "/api/v1/devices", bytes.NewReader(raw))
+		b, err := parseDeviceBody(r)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("an empty error sentence")
+			}
+			return
+		}
+		if u, err := store.NormalizeUUID(b.uuid); err != nil || u != b.uuid {
+			t.Fatalf("guid %q not normalized", b.uuid)
+		}
+		if n := b.edit.FriendlyName; n != nil && checkFriendlyName(*n) != nil {
+			t.Fatalf("friendlyName %q passed", *n)
+		}
+		if tags := b.edit.Tags; tags != nil {
+			if len(*tags) > maxTags {
+				t.Fatalf("%d tags passed", len(*tags))
+			}
+			for i, tag := range *tags {
+				if checkTag(tag) != nil || slices.Contains((*tags)[:i], tag) {
+					t.Fatalf("tag %q passed (or twice) in %q", tag, *tags)
+				}
+			}
+		}
+	})
 }
