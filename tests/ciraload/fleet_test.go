@@ -288,7 +288,8 @@ func (f *fleet) startClients() {
 		count := min(perClient, f.n-first)
 		f.cls = append(f.cls, f.spawn(fmt.Sprintf("client%d", first), "CIRALOAD_ROLE=client", "CIRALOAD_ADDR="+f.addr,
 			"CIRALOAD_CA="+f.ca(), "CIRALOAD_USER="+deviceUser, "CIRALOAD_PASSWORD="+devicePassword,
-			"CIRALOAD_FIRST="+strconv.Itoa(first), "CIRALOAD_COUNT="+strconv.Itoa(count), "CIRALOAD_SPREAD="+f.spread.String()))
+			"CIRALOAD_FIRST="+strconv.Itoa(first), "CIRALOAD_COUNT="+strconv.Itoa(count), "CIRALOAD_SPREAD="+f.spread.String(),
+			"CIRALOAD_TLS12="+os.Getenv("CIRALOAD_TLS12")))
 	}
 }
 
@@ -488,7 +489,8 @@ func TestFleetSmoke(t *testing.T) {
 // cheap verifier would give), once against the store's argon2id hashes,
 // cut after CIRALOAD_STORM_LIMIT (default 5m) with the rest extrapolated.
 // The client processes share the machine with the server; their reconnect
-// policy is reconnectBackoff. Run with -benchtime 1x.
+// policy is reconnectBackoff; they speak Go's TLS 1.3 defaults, or TLS 1.2
+// on P-256 as AMT does with CIRALOAD_TLS12=1. Run with -benchtime 1x.
 func BenchmarkFleet(b *testing.B) {
 	n := 19000
 	if v := os.Getenv("CIRALOAD_DEVICES"); v != "" {
