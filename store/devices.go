@@ -138,8 +138,12 @@ func jsonText(v any) string {
 	return string(b)
 }
 
-// Put inserts or replaces the device d.UUID. A change of provisioning state
-// is recorded in the device's history in the same transaction.
+// Put inserts or updates the device d.UUID. A change of provisioning state
+// is recorded in the device's history in the same transaction. On an
+// existing device Put leaves alone what others own: the console's name and
+// tags (Edit) and the CIRA link (PutCIRALinks). Provisioning reads a device
+// and writes it back; a console edit or a link flush landing in between
+// would otherwise be lost.
 func (ds *Devices) Put(ctx context.Context, d Device) error {
 	u, err := NormalizeUUID(d.UUID)
 	if err != nil {
@@ -177,15 +181,12 @@ func (ds *Devices) Put(ctx context.Context, d Device) error {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO devices(`+deviceColumns+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-			ON CONFLICT(uuid) DO UPDATE SET hostname=excluded.hostname, friendly_name=excluded.friendly_name,
+			ON CONFLICT(uuid) DO UPDATE SET hostname=excluded.hostname,
 				dns_suffix=excluded.dns_suffix, addresses=excluded.addresses, mac=excluded.mac,
 				amt_version=excluded.amt_version, amt_build=excluded.amt_build, amt_sku=excluded.amt_sku,
 				control_mode=excluded.control_mode, provisioning_state=excluded.provisioning_state,
 				last_error=excluded.last_error, next_action=excluded.next_action, mps_username=excluded.mps_username,
-				cira_connected=excluded.cira_connected, connected_since=excluded.connected_since,
-				last_seen=excluded.last_seen, last_disconnected=excluded.last_disconnected,
-				owner_instance=excluded.owner_instance, bound_ports=excluded.bound_ports,
-				remote_addr=excluded.remote_addr, tags=excluded.tags, updated=excluded.updated`,
+				updated=excluded.updated`,
 			u, d.Hostname, d.FriendlyName, d.DNSSuffix, jsonText(addrs), mac, d.AMTVersion, d.AMTBuild, d.AMTSKU,
 			d.ControlMode, d.ProvisioningState, d.LastError, d.NextAction, d.CIRA.MPSUsername, connected,
 			toNS(d.CIRA.ConnectedSince), toNS(d.CIRA.LastSeen), toNS(d.CIRA.LastDisconnected), d.CIRA.OwnerInstance,

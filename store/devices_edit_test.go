@@ -207,3 +207,39 @@ func TestDeviceDeleteChecked(t *testing.T) {
 		t.Fatalf("second delete: %v", err)
 	}
 }
+
+// TestDevicePutKeepsOthersFields: provisioning reads a device and writes it
+// back; a console edit and a relay flush that land in between survive the
+// write, while provisioning's own fields take the new values.
+func TestDevicePutKeepsOthersFields(t *testing.T) {
+	s, _ := newTestStore(t)
+	ctx := context.Background()
+	stale := editDevice(t, s)
+	name, tags := "front desk", []string{"lobby", "floor-1"}
+	if _, err := s.Devices().Edit(ctx, editUUID, DeviceEdit{FriendlyName: &name, Tags: &tags}, "api key k1"); err != nil {
+		t.Fatal(err)
+	}
+	seen := time.Now().Truncate(time.Second)
+	if err := s.Devices().PutCIRALinks(ctx, []CIRALink{{UUID: editUUID, Connected: true, ConnectedSince: seen, LastSeen: seen,
+		Owner: "amtd-2", BoundPorts: []uint16{16993, 16995}, RemoteAddr: "198.51.100.9:50123"}}); err != nil {
+		t.Fatal(err)
+	}
+	stale.ControlMode, stale.ProvisioningState, stale.Hostname = 2, "configured", "pc-17"
+	if err := s.Devices().Put(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.Devices().Get(ctx, editUUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.FriendlyName != name || !slices.Equal(d.Tags, tags) {
+		t.Errorf("the console's edit was lost: name %q tags %q", d.FriendlyName, d.Tags)
+	}
+	if !d.CIRA.Connected || !d.CIRA.LastSeen.Equal(seen) || d.CIRA.OwnerInstance != "amtd-2" || d.CIRA.RemoteAddr != "198.51.100.9:50123" ||
+		!slices.Equal(d.CIRA.BoundPorts, []uint16{16993, 16995}) {
+		t.Errorf("the relay's flush was lost: %+v", d.CIRA)
+	}
+	if d.ControlMode != 2 || d.ProvisioningState != "configured" || d.Hostname != "pc-17" {
+		t.Errorf("provisioning's write did not land: mode %d state %q host %q", d.ControlMode, d.ProvisioningState, d.Hostname)
+	}
+}

@@ -184,6 +184,10 @@ func (e *env) putDevice(uuid, host string, connected bool, tags ...string) {
 	if err := e.st.Devices().Put(ctx, d); err != nil {
 		e.t.Fatal(err)
 	}
+	// Put keeps an existing device's tags (the console owns them).
+	if _, err := e.st.Devices().Edit(ctx, uuid, store.DeviceEdit{Tags: &tags}, "test"); err != nil {
+		e.t.Fatal(err)
+	}
 	if connected {
 		now := time.Now()
 		if err := e.st.Devices().SetCIRA(ctx, uuid, store.CIRAState{MPSUsername: "admin", Connected: true,

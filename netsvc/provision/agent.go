@@ -498,12 +498,9 @@ func (a *AgentServer) deactivate(ctx context.Context, s *agentSession, cmd rps.C
 	}); err != nil {
 		return rps.Result{Status: "Deactivation failed."}, err
 	}
-	devs := a.Engine.Store.Devices()
-	if d, err := devs.Get(ctx, uuid); err == nil {
-		d.ControlMode, d.NextAction = ModePreProvisioning, ""
-		_ = devs.Put(ctx, d)
+	if err := a.Engine.Store.Devices().SetMode(ctx, uuid, ModePreProvisioning, "deactivated", "unprovision", "by agent"); err != nil {
+		a.log().Warn("agent: the device is deactivated but recording it failed", "device", uuid, "err", err)
 	}
-	_ = devs.SetState(ctx, uuid, "deactivated", "unprovision", "by agent", false)
 	return rps.Result{Status: "Deactivated"}, nil
 }
 
