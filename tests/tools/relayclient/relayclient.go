@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"amtd/amt/digest"
@@ -91,14 +92,36 @@ type Conn struct {
 	wbuf []byte
 }
 
+// Option changes how Dial connects.
+type Option func(*net.Dialer)
+
+// WithReadBuffer sets the console socket's receive buffer (SO_RCVBUF) before
+// it connects, so benchmarks compare paths with the same buffering.
+func WithReadBuffer(n int) Option {
+	return func(d *net.Dialer) {
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n) })
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+}
+
 // Dial opens the relay WebSocket at addr (host:port) for device uuid in mode
 // (kvm, sol, ider) with token as the subprotocol. query, when not nil,
 // replaces the standard query (for tests of refusals).
-func Dial(ctx context.Context, addr string, tcfg *tls.Config, token, uuid, mode string, query url.Values) (*Conn, error) {
+func Dial(ctx context.Context, addr string, tcfg *tls.Config, token, uuid, mode string, query url.Values, opts ...Option) (*Conn, error) {
 	if query == nil {
 		query = url.Values{"p": {"2"}, "host": {uuid}, "port": {"16994"}, "tls": {"0"}, "tls1only": {"0"}, "mode": {mode}}
 	}
-	d := tls.Dialer{Config: tcfg}
+	nd := &net.Dialer{}
+	for _, o := range opts {
+		o(nd)
+	}
+	d := tls.Dialer{NetDialer: nd, Config: tcfg}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
