@@ -49,7 +49,7 @@ func (s *Service) deviceClient(w http.ResponseWriter, r *http.Request) (c *wsman
 	pw, err := s.deps.Store.Secrets().Current(r.Context(), u, store.AMTAdmin)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil, u, obj, writeError(w, http.StatusConflict, "amtd holds no AMT admin password for device "+u+
-			"; it manages devices it activated (or whose password was imported with amtd secret)"), false
+			"; it manages the devices it activated (amtd devices show UUID says how this one got here)"), false
 	}
 	if err != nil {
 		return nil, nil, u, obj, s.internal(w, "reading the device's AMT password", err), false
@@ -69,7 +69,7 @@ func (s *Service) deviceError(w http.ResponseWriter, uuid string, err error) int
 		return writeError(w, http.StatusGatewayTimeout, "device "+uuid+" did not answer WS-Man within "+requestTimeout.String())
 	case errors.Is(err, wsman.ErrWrongPassword):
 		s.log.Warn("api: AMT refused the stored admin password", "device", uuid)
-		return writeError(w, http.StatusBadGateway, "device "+uuid+" refused the AMT admin password amtd holds; see amtd secret")
+		return writeError(w, http.StatusBadGateway, "device "+uuid+" refused the AMT admin password amtd holds; if it was changed outside amtd, set it back in MEBx or deactivate and re-activate the device")
 	}
 	s.log.Warn("api: WS-Man to a device failed", "device", uuid, "err", err)
 	return writeError(w, http.StatusBadGateway, "WS-Man to device "+uuid+" failed: "+truncate(err.Error(), 300))
@@ -175,8 +175,8 @@ func (s *Service) powerAction(w http.ResponseWriter, r *http.Request) (string, i
 // {"responses": [...], "status": 200}, "AMT_SetupAndConfigurationService":
 // {"response": {...}, "responses": {"Body": {...}}, "status": 200}}. MPS
 // also puts the WS-Man Header beside that Body; amtd does not. Properties
-// are strings, a repeated one a list (whether MPS's XML parser sends
-// numbers as JSON numbers is unverified).
+// are typed as MPS's XML parser types them (instanceJSON), a repeated one
+// a list.
 func (s *Service) amtVersion(w http.ResponseWriter, r *http.Request) (string, int) {
 	c, done, u, obj, st, ok := s.deviceClient(w, r)
 	if !ok {
@@ -215,21 +215,24 @@ func (s *Service) amtVersion(w http.ResponseWriter, r *http.Request) (string, in
 }
 
 // instanceJSON turns a WS-Man instance into the object MPS sends: each
-// leaf property by name, a repeated one as a list. Nested values (EPRs,
-// dates) are left out; no route here needs them.
+// leaf property by name, typed as MPS's XML parser types it (mpsValue:
+// numbers and booleans as JSON numbers and booleans, the rest as strings),
+// a repeated one as a list. Nested values (EPRs, dates) are left out; no
+// route here needs them.
 func instanceJSON(in *wsman.Instance) map[string]any {
 	out := map[string]any{}
 	for _, p := range in.Props {
 		if p.EPR != nil || len(p.Fields) > 0 {
 			continue
 		}
+		v := mpsValue(p.Name, p.Value)
 		switch prev := out[p.Name].(type) {
 		case nil:
-			out[p.Name] = p.Value
-		case string:
-			out[p.Name] = []string{prev, p.Value}
-		case []string:
-			out[p.Name] = append(prev, p.Value)
+			out[p.Name] = v
+		case []any:
+			out[p.Name] = append(prev, v)
+		default:
+			out[p.Name] = []any{prev, v}
 		}
 	}
 	return out

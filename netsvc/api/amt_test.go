@@ -285,7 +285,7 @@ func TestAMTOverCIRA(t *testing.T) {
 	if !strings.HasPrefix(amtVer, "16.") || ver.SW.Status != 200 {
 		t.Fatalf("version: AMT entry %q, want the device's 16.x, in %s", amtVer, b)
 	}
-	if ver.Setup.Status != 200 || ver.Setup.Response["ProvisioningState"] != "2" || ver.Setup.Responses.Body["ProvisioningState"] != "2" {
+	if ver.Setup.Status != 200 || ver.Setup.Response["ProvisioningState"] != float64(2) || ver.Setup.Responses.Body["ProvisioningState"] != float64(2) {
 		t.Fatalf("version: AMT_SetupAndConfigurationService %v, want ProvisioningState 2 (post)", ver.Setup.Response)
 	}
 

@@ -397,7 +397,7 @@ func TestKVMDisplaysOverCIRA(t *testing.T) {
 		KVM map[string]any `json:"IPS_KVMRedirectionSettingData"`
 	}
 	sc.json("PUT", path, op, `{"displayIndex": 1}`, &put)
-	if put.KVM["DefaultScreen"] != "1" || d.DefaultScreen() != 1 {
+	if put.KVM["DefaultScreen"] != float64(1) || d.DefaultScreen() != 1 {
 		t.Fatalf("PUT 1: answer %v, device default %d", put.KVM, d.DefaultScreen())
 	}
 	if pw, has := put.KVM["RFBPassword"]; has && pw != "" {
