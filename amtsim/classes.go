@@ -355,10 +355,9 @@ func classTable() map[string]*classHandler {
 				}
 				return nil
 			}},
-		"CIM_KVMRedirectionSAP":    {instances: kvmSAP, methods: stateChange("CIM_KVMRedirectionSAP")},
-		"IPS_OptInService":         {instances: optInService, put: putOptIn, methods: optInMethods()},
-		"AMT_EthernetPortSettings": {instances: ethernetPorts, put: genericPut("AMT_EthernetPortSettings")},
-		"CIM_SoftwareIdentity":     {instances: softwareIdentity},
+		"CIM_KVMRedirectionSAP": {instances: kvmSAP, methods: stateChange("CIM_KVMRedirectionSAP")},
+		"IPS_OptInService":      {instances: optInService, put: putOptIn, methods: optInMethods()},
+		"CIM_SoftwareIdentity":  {instances: softwareIdentity},
 		"CIM_AssociatedPowerManagementService": {instances: func(d *Device) []wsman.Instance {
 			ts, _ := loadTemplates()
 			ins := ts.instances("CIM_AssociatedPowerManagementService")
@@ -720,19 +719,6 @@ func kvmSAP(d *Device) []wsman.Instance {
 	setProp(&in, "EnabledState", strconv.Itoa(state))
 	setProp(&in, "RequestedState", strconv.Itoa(d.s.KVMState))
 	return []wsman.Instance{in}
-}
-
-func ethernetPorts(d *Device) []wsman.Instance {
-	ins := d.overlayOr("AMT_EthernetPortSettings")
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(ins) > 0 && d.net.IP.IsValid() {
-		setProp(&ins[0], "IPAddress", d.net.IP.String())
-		if d.net.DNS.IsValid() {
-			setProp(&ins[0], "PrimaryDNS", d.net.DNS.Addr().String())
-		}
-	}
-	return ins
 }
 
 func softwareIdentity(d *Device) []wsman.Instance {
