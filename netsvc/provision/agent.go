@@ -590,8 +590,7 @@ var (
 )
 
 // syncIP runs `rpc maintenance --syncip` as RPS does: the wired
-// AMT_EthernetPortSettings (InstanceID "… Settings 0"; "… Settings 1" is
-// wireless) gets the host's address that rpc-go sent in ipConfiguration
+// AMT_EthernetPortSettings (wiredPort; "… Settings 1" is wireless) gets the host's address that rpc-go sent in ipConfiguration
 // (--staticip/--netmask/…, else the OS interface's). A device on DHCP is
 // put back to following the host instead (IpSyncEnabled, no static fields);
 // a static one gets the address, and the mask, gateway and DNS servers
@@ -620,12 +619,14 @@ func (a *AgentServer) syncIP(ctx context.Context, c *wsman.Client, target rps.IP
 	}); err != nil {
 		return netip.Addr{}, err
 	}
+	// The wired port as the profile's network step finds it; any other
+	// port is the wireless one.
 	var wired, wireless *wsman.Instance
+	if w, ok := wiredPort(ports); ok {
+		wired = &w
+	}
 	for i := range ports {
-		switch id := ports[i].Value("InstanceID"); {
-		case strings.Contains(id, "Settings 0"):
-			wired = &ports[i]
-		case strings.Contains(id, "Settings 1"):
+		if wired == nil || ports[i].Value("InstanceID") != wired.Value("InstanceID") {
 			wireless = &ports[i]
 		}
 	}
