@@ -18,6 +18,7 @@ import (
 	"amtd/amt/redir"
 	"amtd/amt/wsman"
 	"amtd/amtsim"
+	"amtd/daemon/config"
 	"amtd/secret"
 	"amtd/store"
 	"amtd/tests/tools/relayclient"
@@ -448,4 +449,38 @@ func TestRelayTLSOnlyDevice(t *testing.T) {
 	if len(starts) != 1 || !strings.Contains(starts[0].Result, "port=16995") {
 		t.Fatalf("audit %+v; want one start on 16995", starts)
 	}
+}
+
+// TestRelayStateAcrossRebuild: a reload builds a new Service with the
+// daemon's RelayState; tokens issued before still work, open sessions stay
+// counted, and closing the old or new Service leaves them running.
+func TestRelayStateAcrossRebuild(t *testing.T) {
+	ce := newCIRAEnv(t)
+	ce.addDevice(simUUID)
+	ce.device(t, simUUID)
+	enableRedirection(t, ce.cira, simUUID)
+	op := ce.key(store.RoleOperator, "op")
+	s := ce.relaySession(op, simUUID, redir.SessionKVM, "kvm")
+	defer s.Close()
+	if err := s.StartKVM(); err != nil {
+		t.Fatal(err)
+	}
+	tok := ce.relayToken(op, simUUID)
+	cfg := &config.Config{API: ce.svc.cfg}
+	svc2, err := New(cfg, ce.svc.deps, Options{Certificate: ce.svc.opts.Certificate, Devices: ce.svc.opts.Devices, Relays: ce.svc.relays})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !svc2.relays.connected(simUUID, "kvm") {
+		t.Fatal("the rebuilt service does not see the open KVM session")
+	}
+	if _, err := svc2.relays.tokens.redeem(tok, simUUID, time.Now()); err != nil {
+		t.Fatalf("a token from before the rebuild: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := svc2.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kvmRead(t, s.R, 256<<10)
 }
