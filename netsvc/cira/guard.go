@@ -17,6 +17,11 @@ const (
 	// preAuthTimeout bounds the TLS handshake plus the APF exchange up to
 	// USERAUTH_SUCCESS. AMT does all of it in well under a second.
 	preAuthTimeout = 30 * time.Second
+	// handshakeTimeout bounds the first bytes and the TLS handshake, a
+	// part of preAuthTimeout: a flood of half-open handshakes frees the
+	// maxUnauthTotal places three times as fast, so new logins are refused
+	// for a shorter time while connected devices are untouched either way.
+	handshakeTimeout = 10 * time.Second
 	// writeTimeout bounds any one write to a device.
 	writeTimeout = 30 * time.Second
 )

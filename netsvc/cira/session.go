@@ -161,7 +161,7 @@ func (sv *Service) serve(ctx context.Context, raw net.Conn) (link func()) {
 		}
 	}()
 	deadline := time.Now().Add(preAuthTimeout)
-	_ = raw.SetDeadline(deadline)
+	_ = raw.SetDeadline(time.Now().Add(handshakeTimeout))
 	br := bufio.NewReaderSize(raw, 64)
 	first, err := br.Peek(sniffLen)
 	if err != nil {
@@ -189,6 +189,7 @@ func (sv *Service) serve(ctx context.Context, raw net.Conn) (link func()) {
 		raw.Close()
 		return nil
 	}
+	_ = raw.SetDeadline(deadline)
 	cs := tc.ConnectionState()
 	s := &session{svc: sv, conn: tc, src: src, remote: raw.RemoteAddr().String(), tlsVer: cs.Version, suite: cs.CipherSuite, ch: newChans()}
 	if !sv.setSession(raw, s) {

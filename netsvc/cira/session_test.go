@@ -231,13 +231,17 @@ func TestRefusals(t *testing.T) {
 			raw := s.dialRaw()
 			start := time.Now()
 			_, _ = io.ReadAll(raw)
-			if d := time.Since(start); d != preAuthTimeout {
-				t.Errorf("silent connection closed after %v, want %v", d, preAuthTimeout)
+			if d := time.Since(start); d != handshakeTimeout {
+				t.Errorf("silent connection closed after %v, want %v", d, handshakeTimeout)
 			}
 		}, resultTimeout},
 		{"silent after TLS", func(t *testing.T, s *pipeService) {
+			start := time.Now()
 			c := s.dial(t)
 			c.expectEnd()
+			if d := time.Since(start); d != preAuthTimeout {
+				t.Errorf("connection silent after its handshake closed after %v, want %v", d, preAuthTimeout)
+			}
 		}, resultTimeout},
 		{"http", func(t *testing.T, s *pipeService) {
 			raw := s.dialRaw()
