@@ -338,7 +338,7 @@ func (s *Service) serveRelay(w http.ResponseWriter, r *http.Request) {
 	pw, err := s.deps.Store.Secrets().Current(ctx, u, store.AMTAdmin)
 	if errors.Is(err, store.ErrNotFound) {
 		s.relayRefusal(w, r, actor, obj, http.StatusConflict, "amtd holds no AMT admin password for device "+u+
-			"; it manages devices it activated (or whose password was imported with amtd secret)")
+			"; it manages the devices it activated (amtd devices show UUID says how this one got here)")
 		return
 	} else if err != nil {
 		s.log.Error("api: relay: reading the AMT password", "device", u, "err", err)
@@ -487,7 +487,7 @@ func (s *Service) runRelay(r *http.Request, actor, obj string, ws *websocket.Con
 				}
 				if errors.Is(xerr, errPasswordRefused) {
 					s.log.Warn("api: relay: AMT refused the stored admin password", "device", sess.key.uuid)
-					fail("device", wsClosePolicy, errors.New("device "+sess.key.uuid+" refused the AMT admin password amtd holds; see amtd secret"))
+					fail("device", wsClosePolicy, errors.New("device "+sess.key.uuid+" refused the AMT admin password amtd holds; if it was changed outside amtd, set it back in MEBx or deactivate and re-activate the device"))
 					return
 				}
 				if xerr != nil {
