@@ -101,19 +101,43 @@ func (rs *RelayState) Close() {
 	rs.wg.Wait()
 }
 
-// reserve takes the device's slot for mode; false when taken.
-func (rs *RelayState) reserve(k relayKey, s *relaySession) (ok bool, shuttingDown bool) {
+// maxRelaysPerDevice bounds a device's relay sessions. AMT serves about
+// three APF channels at a time (spec/apf.md §7, netsvc/cira's per-device
+// cap); each session holds one, so two leave one for WS-Man: power
+// actions and the /amt routes keep working while a console is open.
+const maxRelaysPerDevice = 2
+
+// Why reserve refused.
+const (
+	reserveOK = iota
+	reserveModeTaken
+	reserveDeviceFull
+	reserveShuttingDown
+)
+
+// reserve takes the device's slot for mode, unless that mode is open or
+// the device has maxRelaysPerDevice sessions already.
+func (rs *RelayState) reserve(k relayKey, s *relaySession) int {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if rs.closed {
-		return false, true
+		return reserveShuttingDown
 	}
 	if _, taken := rs.active[k]; taken {
-		return false, false
+		return reserveModeTaken
+	}
+	n := 0
+	for o := range rs.active {
+		if o.uuid == k.uuid {
+			n++
+		}
+	}
+	if n >= maxRelaysPerDevice {
+		return reserveDeviceFull
 	}
 	rs.active[k] = s
 	rs.wg.Add(1)
-	return true, false
+	return reserveOK
 }
 
 func (rs *RelayState) release(k relayKey, s *relaySession) {
@@ -320,13 +344,18 @@ func (s *Service) serveRelay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess := &relaySession{key: relayKey{u, modeName}}
-	if ok, down := s.relays.reserve(sess.key, sess); !ok {
-		if down {
-			s.relayRefusal(w, r, actor, obj, http.StatusServiceUnavailable, "amtd is shutting down")
-			return
-		}
+	switch s.relays.reserve(sess.key, sess) {
+	case reserveShuttingDown:
+		s.relayRefusal(w, r, actor, obj, http.StatusServiceUnavailable, "amtd is shutting down")
+		return
+	case reserveModeTaken:
 		s.relayRefusal(w, r, actor, obj, http.StatusConflict, "a "+modeName+" session to device "+u+
 			" is already open through amtd (one per mode per device; see GET /api/v1/devices/redirectstatus/"+u+")")
+		return
+	case reserveDeviceFull:
+		s.relayRefusal(w, r, actor, obj, http.StatusConflict, fmt.Sprintf("%d redirection sessions to device %s are open through amtd; "+
+			"AMT serves about 3 channels at a time and amtd keeps one for management (power, WS-Man): close a session first "+
+			"(see GET /api/v1/devices/redirectstatus/%s)", maxRelaysPerDevice, u, u))
 		return
 	}
 	reserved := true

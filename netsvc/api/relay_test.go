@@ -185,6 +185,15 @@ func TestRelaySOL(t *testing.T) {
 	if got := ce.redirectStatus(viewer, simUUID); !got["isSOLConnected"] || !got["isKVMConnected"] {
 		t.Fatalf("redirectstatus with SOL and KVM open: %v", got)
 	}
+	// Two sessions hold two of the device's channels: IDER is refused so
+	// that management keeps the third, and a power state read still works.
+	_, err = ce.relayDial(ce.relayToken(op, simUUID), simUUID, "ider", nil)
+	if !errors.As(err, &rf) || rf.Status != 409 || !strings.Contains(rf.Message, "keeps one for management") {
+		t.Fatalf("a third session to the device: %v", err)
+	}
+	if st, b := ce.do("GET", "/api/v1/amt/power/state/"+simUUID, bearer(viewer), nil); st != 200 || !strings.Contains(string(b), `"powerstate"`) {
+		t.Fatalf("power state with two sessions open: %d %s", st, b)
+	}
 
 	// The console closes SOL: the session ends, audited as closed by it.
 	sol.Close()
