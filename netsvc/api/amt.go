@@ -214,6 +214,17 @@ func (s *Service) amtVersion(w http.ResponseWriter, r *http.Request) (string, in
 	}{list{sw, 200}, setup})
 }
 
+// returnCode splits a method call's outcome: a non-zero ReturnValue (the
+// device answered and refused, *wsman.ReturnError) becomes its code with a
+// nil error; any other error stays.
+func returnCode(err error) (int, error) {
+	var re *wsman.ReturnError
+	if errors.As(err, &re) {
+		return re.Code, nil
+	}
+	return 0, err
+}
+
 // instanceJSON turns a WS-Man instance into the object MPS sends: each
 // leaf property by name, typed as MPS's XML parser types it (mpsValue:
 // numbers and booleans as JSON numbers and booleans, the rest as strings),

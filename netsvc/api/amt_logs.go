@@ -94,11 +94,7 @@ func (s *Service) consentCall(w http.ResponseWriter, r *http.Request, method str
 	}
 	defer done()
 	err := c.Invoke(r.Context(), "IPS_OptInService", method, params, nil)
-	code := 0
-	var re *wsman.ReturnError
-	if errors.As(err, &re) {
-		code, err = re.Code, nil
-	}
+	code, err := returnCode(err)
 	if err != nil {
 		return obj, s.deviceError(w, u, err)
 	}

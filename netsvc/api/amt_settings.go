@@ -400,11 +400,14 @@ func dropProp(ps []wsman.Property, name string) []wsman.Property {
 func (s *Service) sendPowerChange(w http.ResponseWriter, r *http.Request, c *wsman.Client, u string, state int) int {
 	in := wsman.RequestPowerStateChangeInput{PowerState: state, ManagedElement: wsman.ManagedSystem()}
 	err := c.Invoke(r.Context(), "CIM_PowerManagementService", "RequestPowerStateChange", in.Params(), nil)
-	code := 0
-	var re *wsman.ReturnError
-	if errors.As(err, &re) {
-		code, err = re.Code, nil
-	}
+	return s.answerPowerCall(w, u, err)
+}
+
+// answerPowerCall answers a power method's outcome err as MPS does: the
+// device's ReturnValue named (200 whatever it is), or the failure to reach
+// the device.
+func (s *Service) answerPowerCall(w http.ResponseWriter, u string, err error) int {
+	code, err := returnCode(err)
 	if err != nil {
 		return s.deviceError(w, u, err)
 	}
@@ -464,19 +467,7 @@ func (s *Service) osPowerSaving(w http.ResponseWriter, r *http.Request, c *wsman
 	}
 	err := c.Invoke(r.Context(), "IPS_PowerManagementService", "RequestOSPowerSavingStateChange",
 		wsman.ParamsOf(input{target, wsman.ManagedSystem()}), nil)
-	code := 0
-	var re *wsman.ReturnError
-	if errors.As(err, &re) {
-		code, err = re.Code, nil
-	}
-	if err != nil {
-		return s.deviceError(w, u, err)
-	}
-	str, ok := returnValueStr[code]
-	if !ok {
-		str = "UNKNOWN_ERROR"
-	}
-	return writePowerResult(w, code, str)
+	return s.answerPowerCall(w, u, err)
 }
 
 // userConsent maps MPS's names to IPS_OptInService.OptInRequired
