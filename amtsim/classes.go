@@ -174,10 +174,7 @@ func genericPut(class string) func(d *Device, body *wsman.Instance, sel []wsman.
 		}
 		merge(&ins[i], body)
 		d.mu.Lock()
-		if d.s.Overlays == nil {
-			d.s.Overlays = map[string][]wsman.Instance{}
-		}
-		d.s.Overlays[class] = ins
+		d.setOverlayLocked(class, ins)
 		if class == "AMT_GeneralSettings" {
 			d.s.HostName = ins[i].Value("HostName")
 			d.s.DomainName = ins[i].Value("DomainName")

@@ -85,14 +85,20 @@ func (d *Device) RFBPassword() string {
 	return ins[0].Value("RFBPassword")
 }
 
+// storeOverlay keeps ins as the class's instances from now on (what a
+// Put changed), saved with the device's state.
 func (d *Device) storeOverlay(class string, ins []wsman.Instance) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.setOverlayLocked(class, ins)
+	d.commitLocked()
+}
+
+func (d *Device) setOverlayLocked(class string, ins []wsman.Instance) {
 	if d.s.Overlays == nil {
 		d.s.Overlays = map[string][]wsman.Instance{}
 	}
 	d.s.Overlays[class] = ins
-	d.commitLocked()
 }
 
 // kvmSettingInstances reads the settings with the RFB password blanked.

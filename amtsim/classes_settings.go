@@ -117,13 +117,7 @@ func (d *Device) setOverlayProp(class, name, value string) {
 		return
 	}
 	setProp(&ins[0], name, value)
-	d.mu.Lock()
-	if d.s.Overlays == nil {
-		d.s.Overlays = map[string][]wsman.Instance{}
-	}
-	d.s.Overlays[class] = ins
-	d.commitLocked()
-	d.mu.Unlock()
+	d.storeOverlay(class, ins)
 }
 
 // bootSettingReadOnly are AMT_BootSettingData properties firmware reports
@@ -153,13 +147,7 @@ func putBootSettingData(d *Device, body *wsman.Instance, sel []wsman.Selector) *
 	merge(&ins[i], &kept)
 	// The options now wait for the next boot.
 	setProp(&ins[i], "OptionsCleared", "false")
-	d.mu.Lock()
-	if d.s.Overlays == nil {
-		d.s.Overlays = map[string][]wsman.Instance{}
-	}
-	d.s.Overlays[class] = ins
-	d.commitLocked()
-	d.mu.Unlock()
+	d.storeOverlay(class, ins)
 	return nil
 }
 

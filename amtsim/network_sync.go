@@ -55,12 +55,6 @@ func putEthernetPortSettings(d *Device, body *wsman.Instance, sel []wsman.Select
 		}
 	}
 	ins[i] = next
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.s.Overlays == nil {
-		d.s.Overlays = map[string][]wsman.Instance{}
-	}
-	d.s.Overlays[class] = ins
-	d.commitLocked()
+	d.storeOverlay(class, ins)
 	return nil
 }
