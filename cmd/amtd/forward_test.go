@@ -29,11 +29,8 @@ import (
 	"amtd/amt/redir"
 	"amtd/amt/wsman"
 	"amtd/amtsim"
-	"amtd/daemon"
 	"amtd/daemon/config"
 	"amtd/daemon/control"
-	"amtd/metrics"
-	"amtd/netsvc"
 	"amtd/pki"
 	"amtd/secret"
 	"amtd/store"
@@ -86,61 +83,8 @@ func startCIRASite(t testing.TB) *ciraSite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lns := netsvc.NewListeners(nil)
-	t.Cleanup(func() { lns.Close() })
-	logf, err := os.Create(filepath.Join(dir, "daemon.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{}, 1)
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	deps := daemon.Deps{
-		Deps: netsvc.Deps{Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			Store: st, Metrics: metrics.NewRegistry(), Listeners: lns},
-		Notify: func(m string) error {
-			if strings.HasPrefix(m, "READY=1") {
-				select {
-				case ready <- struct{}{}:
-				default:
-				}
-			}
-			return nil
-		},
-		Signals:     make(chan os.Signal),
-		Watchdog:    -1,
-		StatusEvery: time.Hour,
-	}
-	go func() { done <- daemon.Run(rctx, cfg, deps) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("daemon log:\n%s", b)
-		}
-		logf.Close()
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("daemon did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon not ready in 30 s")
-	}
-	f, err := lns.File("cira")
-	if err != nil || f == nil {
-		t.Fatalf("cira socket: %v", err)
-	}
-	ln, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.ciraAddr = ln.Addr().String()
-	ln.Close()
+	lns := runTestDaemon(t, dir, st, cfg, nil, nil)
+	s.ciraAddr = listenerAddr(t, lns, "cira")
 	return s
 }
 

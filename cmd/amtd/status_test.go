@@ -20,11 +20,8 @@ import (
 
 	"amtd/amt/setupbin"
 	"amtd/amtsim"
-	"amtd/daemon"
 	"amtd/daemon/config"
 	"amtd/daemon/control"
-	"amtd/metrics"
-	"amtd/netsvc"
 	"amtd/store"
 )
 
@@ -133,62 +130,8 @@ func startProvisionSite(t *testing.T) *provisionSite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lns := netsvc.NewListeners(nil)
-	t.Cleanup(func() { lns.Close() })
-	logf, err := os.Create(filepath.Join(dir, "daemon.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready := make(chan struct{}, 1)
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	deps := daemon.Deps{
-		Deps: netsvc.Deps{Log: slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			Store: st, Metrics: metrics.NewRegistry(), Listeners: lns},
-		Notify: func(m string) error {
-			if strings.HasPrefix(m, "READY=1") {
-				select {
-				case ready <- struct{}{}:
-				default:
-				}
-			}
-			return nil
-		},
-		Signals:     s.sigs,
-		Load:        load,
-		Watchdog:    -1,
-		StatusEvery: time.Hour,
-	}
-	go func() { done <- daemon.Run(rctx, cfg, deps) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("daemon: %v", err)
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("daemon log:\n%s", b)
-		}
-		logf.Close()
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("daemon did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon not ready in 30 s")
-	}
-	f, err := lns.File("hello")
-	if err != nil || f == nil {
-		t.Fatalf("hello socket: %v", err)
-	}
-	ln, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.helloAt = netip.MustParseAddrPort(ln.Addr().String())
-	ln.Close()
+	lns := runTestDaemon(t, dir, st, cfg, s.sigs, load)
+	s.helloAt = netip.MustParseAddrPort(listenerAddr(t, lns, "hello"))
 	return s
 }
 
