@@ -84,6 +84,7 @@ type Device struct {
 	consent    optIn
 	onCommit   []func()
 	kvmIn      kvmInput // what the last KVM session received (redirection.go)
+	iderIn     kvmInput // what the last IDE-R session received (redirection.go)
 }
 
 // New boots a device: it loads the settings file when one exists, else

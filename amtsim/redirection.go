@@ -39,7 +39,22 @@ func KVMPattern(b []byte, off uint64) {
 	}
 }
 
-// kvmInput counts and hashes the console's bytes of the latest KVM session.
+// IDERPattern fills b with the bytes a simulated IDE-R session sends back,
+// starting at stream offset off: KVMPattern's construction on another
+// sequence (splitmix64 of i/8 xor a constant), so a relay that crossed the
+// two streams, or looped the console's bytes back, is caught.
+func IDERPattern(b []byte, off uint64) {
+	for i := range b {
+		n := off + uint64(i)
+		b[i] = byte(splitmix64(n/8^iderSeed) >> ((n % 8) * 8))
+	}
+}
+
+// iderSeed sets IDERPattern apart from KVMPattern.
+const iderSeed = 0x1DE_12
+
+// kvmInput counts and hashes the console's bytes of the latest KVM or
+// IDE-R session.
 type kvmInput struct {
 	mu sync.Mutex
 	n  int64
@@ -72,6 +87,18 @@ func (d *Device) KVMInput() (int64, [32]byte) {
 	return d.kvmIn.n, sum
 }
 
+// IDERInput returns how many bytes the console sent in the latest IDE-R
+// session after authentication, and their SHA-256.
+func (d *Device) IDERInput() (int64, [32]byte) {
+	d.iderIn.mu.Lock()
+	defer d.iderIn.mu.Unlock()
+	var sum [32]byte
+	if d.iderIn.h != nil {
+		copy(sum[:], d.iderIn.h.Sum(nil))
+	}
+	return d.iderIn.n, sum
+}
+
 func splitmix64(x uint64) uint64 {
 	x += 0x9E3779B97F4A7C15
 	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9
@@ -82,7 +109,8 @@ func splitmix64(x uint64) uint64 {
 // ServeRedirection runs the AMT side of a redirection session on conn
 // (16994/16995 or an APF channel to them): StartRedirectionSession, digest
 // authentication with the device realm (spec/redirection.md §2–§3), then SOL
-// echoes console data back and KVM streams KVMPattern.
+// echoes console data back, KVM streams KVMPattern, and IDE-R answers each
+// read of console bytes with as many bytes of IDERPattern.
 func (d *Device) ServeRedirection(conn net.Conn) {
 	tc := d.track(conn)
 	defer d.untrack(tc)
@@ -99,8 +127,8 @@ func (d *Device) ServeRedirection(conn net.Conn) {
 		err = d.serveSOL(br, conn)
 	case redir.SessionKVM:
 		err = d.serveKVM(br, conn)
-	default: // IDER: accept and discard; its protocol is not simulated
-		_, err = io.Copy(io.Discard, br)
+	default:
+		err = d.serveIDER(br, conn)
 	}
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		d.log.Debug("redirection session ended", "err", err)
@@ -303,5 +331,30 @@ func (d *Device) serveKVM(br *bufio.Reader, w io.Writer) error {
 			return err
 		}
 		off += uint64(len(buf))
+	}
+}
+
+// serveIDER stands in for an IDE-R session: the IDE-R protocol (disk
+// commands and sectors) is not simulated, but its bytes are what the relay
+// carries both ways. Console bytes are counted and hashed (IDERInput);
+// each read of them is answered with as many bytes of IDERPattern, so the
+// device's answer is bounded by what the console sent.
+func (d *Device) serveIDER(br *bufio.Reader, w io.Writer) error {
+	d.iderIn.reset()
+	buf, out := make([]byte, 4096), make([]byte, 4096)
+	var off uint64
+	for {
+		n, err := br.Read(buf)
+		if n > 0 {
+			_, _ = d.iderIn.Write(buf[:n])
+			IDERPattern(out[:n], off)
+			off += uint64(n)
+			if _, werr := w.Write(out[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err != nil {
+			return err
+		}
 	}
 }
