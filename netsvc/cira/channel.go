@@ -23,10 +23,18 @@ import (
 
 const (
 	// chanWindow is amtd's receive window per channel; the device may send
-	// that much before amtd grants more (spec/apf.md §7.2). It equals
-	// maxChannelData, so any CHANNEL_DATA a device may legally send fits the
-	// reader.
-	chanWindow = maxChannelData
+	// that much before amtd grants more (spec/apf.md §7.2). 81920 is MPS's
+	// default cira_window_size, the value AMT firmware meets from Open AMT
+	// (MPS allows 32 KiB–1 MiB; larger values are not known to be tested
+	// against firmware). The former 16 KiB held one KVM stream to about a
+	// third of a plain TLS pipe: the device idled a round trip per 8 KiB.
+	// A channel's buffer grows to at most this (chanBufStart doubling), so a
+	// device costs at most maxOpenChannels × chanWindow of unread data.
+	chanWindow = 81920
+	// chanBufStart is a channel's first receive buffer: one WS-Man answer
+	// or a few AMT chunks fit, and a channel that only ever gets small
+	// answers never holds a whole window.
+	chanBufStart = 8 << 10
 	// chanChunk is the largest CHANNEL_DATA amtd sends (GWM's 4096,
 	// spec/apf.md §7.2).
 	chanChunk = 4096
@@ -302,7 +310,7 @@ type channel struct {
 	peer       uint32
 	credits    uint32
 	buf        []byte // unread data, inside arr
-	arr        []byte // buf's backing array, the window's size once data came
+	arr        []byte // buf's backing array, at most the window's size
 	consumed   uint32
 	rclosed    bool // the device sent CHANNEL_CLOSE (or the link died)
 	closeSent  bool
@@ -373,14 +381,21 @@ func (c *channel) deliver(b []byte) error {
 		return fmt.Errorf("%w: CHANNEL_DATA on channel %d before its confirmation", errProtocol, c.id)
 	case c.closed || c.rclosed:
 		return nil // in flight when amtd closed: dropped
-	case len(c.buf)+len(b) > int(c.s.svc.window):
+	case len(c.buf)+int(c.consumed)+len(b) > int(c.s.svc.window):
+		// Unread plus read-but-not-yet-granted bytes are what the device
+		// has used of the window; past it the device ignored flow control.
 		return fmt.Errorf("%w: the device overran channel %d's window of %d bytes", errProtocol, c.id, c.s.svc.window)
 	}
-	if len(c.buf)+len(b) > cap(c.buf) {
-		// Slide the unread data to the front of one window-sized array
-		// instead of growing a new one per window.
-		if cap(c.arr) < int(c.s.svc.window) {
-			c.arr = make([]byte, 0, c.s.svc.window)
+	if need := len(c.buf) + len(b); need > cap(c.buf) {
+		// Slide the unread data to the front of the array, which doubles
+		// from chanBufStart up to the window when the unread data needs it
+		// and is then reused for every later window.
+		if need > cap(c.arr) {
+			n := max(cap(c.arr), min(chanBufStart, int(c.s.svc.window)))
+			for n < need {
+				n = min(2*n, int(c.s.svc.window))
+			}
+			c.arr = make([]byte, 0, n)
 		}
 		c.buf = c.arr[:copy(c.arr[:len(c.buf)], c.buf)]
 	}

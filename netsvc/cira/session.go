@@ -18,10 +18,10 @@ import (
 )
 
 // maxChannelData bounds a CHANNEL_DATA payload the reader accepts, and so
-// the reader's buffer (apf.Limits.MaxMessageLen); it is also the receive
-// window amtd grants each channel it opens (chanWindow), so no legal
-// CHANNEL_DATA is longer.
-const maxChannelData = 16 << 10
+// the reader's buffer (apf.Limits.MaxMessageLen); it is the receive window
+// amtd grants each channel it opens (chanWindow), so no legal CHANNEL_DATA
+// is longer.
+const maxChannelData = chanWindow
 
 // keepaliveQuiet is how long after the last tcpip-forward amtd waits for
 // port 5900 before asking for keep-alives anyway (spec/apf.md §4 step 7):
