@@ -423,13 +423,28 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return c, rw, err
 }
 
+// DevicePorts gives the ports a device's live CIRA link forwards: the CIRA
+// service's BoundPorts. The relay asks for it on the DeviceDialer it is
+// given, so the daemon's wiring is unchanged; false when the device has no
+// link.
+type DevicePorts interface {
+	BoundPorts(uuid string) ([]uint16, bool)
+}
+
 // dialRedirection opens a channel to the device's redirection port: 16994
 // when the device forwards it, else 16995 with amtd as the TLS client inside
 // the channel (CSME 16.1+ forwards only TLS ports; spec/redirection.md §1,
-// spec/apf.md §4 step 6). The bound ports come from the device row, which
-// the CIRA service updates every few seconds; with none known yet amtd tries
-// 16994.
-func (s *Service) dialRedirection(ctx context.Context, uuid string, bound []uint16) (net.Conn, uint16, error) {
+// spec/apf.md §4 step 6). The bound ports come from the live link when the
+// DeviceDialer can tell (DevicePorts), else from the device row (stored),
+// which the CIRA service writes every few seconds and so lags a link that
+// just came up; with none known amtd tries 16994.
+func (s *Service) dialRedirection(ctx context.Context, uuid string, stored []uint16) (net.Conn, uint16, error) {
+	bound := stored
+	if dp, ok := s.opts.Devices.(DevicePorts); ok {
+		if live, ok := dp.BoundPorts(uuid); ok {
+			bound = live
+		}
+	}
 	port := uint16(redirPort)
 	if !slices.Contains(bound, redirPort) && slices.Contains(bound, redirTLSPort) {
 		port = redirTLSPort
