@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"strings"
 	"sync"
+	"time"
 
 	"amtd/amt/digest"
 	"amtd/amt/httpwire"
@@ -19,8 +21,30 @@ import (
 // Dialer opens a fresh byte stream to AMT's WS-Man endpoint for one HTTP
 // round trip: TLS to port 16993, a CIRA APF channel, or the rpc-go
 // WebSocket tunnel are all Dialers. The connection is closed after the
-// response (Connection: close, as RPS sends; spec/wsman.md §1).
+// response (Connection: close, as RPS sends; spec/wsman.md §1), unless the
+// Dialer hands out a KeepAliveConn.
 type Dialer func(ctx context.Context) (net.Conn, error)
+
+// KeepAliveConn is a connection its Dialer is willing to hand out again:
+// the Client then asks AMT to keep it open (Connection: keep-alive, as RPS
+// does inside its TLS tunnel, spec/wsman.md §1) and, after a clean and
+// complete response that did not say Connection: close, calls Keep instead
+// of Close. Any error, a response framed only by the end of the stream, or
+// bytes left over after the response close it instead.
+//
+// A request that fails on a reused connection is sent once more on a fresh
+// one only when it is safe to repeat (see repeatable), or when not one of
+// its bytes was written: AMT may have acted on it before the connection
+// broke, and Setup, AdminSetup or CommitChanges must not run twice. As in
+// net/http's transport, that is the price of reuse; the Dialer bounds it
+// by handing out only connections idle for a short time.
+type KeepAliveConn interface {
+	net.Conn
+	// Reused reports whether the connection already carried a response.
+	Reused() bool
+	// Keep hands the connection back to its Dialer for the next request.
+	Keep()
+}
 
 // Credentials authenticate to AMT.
 type Credentials struct {
@@ -85,7 +109,7 @@ func (c *Client) Do(ctx context.Context, req *Request) (*Message, error) {
 func (c *Client) do(ctx context.Context, req *Request) (*Message, error) {
 	what := fmt.Sprintf("%s %s on %s", req.Operation, req.Class, c.creds.Host)
 	for attempt := 1; ; attempt++ {
-		resp, err := c.roundTrip(ctx, req.Body)
+		resp, err := c.roundTrip(ctx, req.Body, repeatable(req))
 		if err != nil {
 			return nil, fmt.Errorf("wsman: %s: %w", what, err)
 		}
@@ -130,39 +154,128 @@ func (c *Client) named(req *Request, what string, err error) error {
 	return fmt.Errorf("wsman: %s: %w", what, err)
 }
 
-func (c *Client) roundTrip(ctx context.Context, body []byte) (*httpwire.Response, error) {
+// repeatable reports whether req may be sent again after a connection broke
+// with no answer: reads (Get, Enumerate, Pull: a Pull repeated on a context
+// AMT already released faults, it changes nothing) and Put, which replaces
+// an instance with the same values. Invoke (Setup, AdminSetup,
+// CommitChanges, ...), Create and Delete are not.
+func repeatable(req *Request) bool {
+	switch req.Operation {
+	case "Get", "Enumerate", "Pull", "Put":
+		return true
+	}
+	return false
+}
+
+// roundTrip sends body and reads the response. repeat says whether the
+// request may be sent again if a kept connection breaks under it.
+func (c *Client) roundTrip(ctx context.Context, body []byte, repeat bool) (*httpwire.Response, error) {
 	conn, err := c.dial(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
-	defer conn.Close()
+	ka, _ := conn.(KeepAliveConn)
+	resp, written, err := c.exchange(ctx, conn, ka, body)
+	if err != nil && ka != nil && ka.Reused() && (repeat || !written) && ctx.Err() == nil {
+		// The kept connection was dead (AMT or the agent closed it while
+		// idle): once more on a fresh one.
+		if conn, err = c.dial(ctx); err != nil {
+			return nil, fmt.Errorf("dial: %w", err)
+		}
+		ka, _ = conn.(KeepAliveConn)
+		if ka != nil && ka.Reused() {
+			conn.Close()
+			return nil, errors.New("dial: the dialer handed out a kept connection for a retry")
+		}
+		resp, _, err = c.exchange(ctx, conn, ka, body)
+	}
+	return resp, err
+}
+
+// exchange writes one request on conn and reads its response; conn is
+// closed, or kept when ka is set and the exchange left it clean. written
+// says whether any byte of the request reached conn.
+func (c *Client) exchange(ctx context.Context, conn net.Conn, ka KeepAliveConn, body []byte) (resp *httpwire.Response, written bool, err error) {
+	keep := false
+	defer func() {
+		if keep {
+			_ = conn.SetDeadline(time.Time{})
+			ka.Keep()
+		} else {
+			conn.Close()
+		}
+	}()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
+	defer func() {
+		if !stop() {
+			keep = false // the context ended: conn is closed
+		}
+	}()
 
+	connection := "close"
+	if ka != nil {
+		connection = "keep-alive"
+	}
 	h := http.Header{
 		"Host":         {c.creds.Host},
-		"Connection":   {"close"},
+		"Connection":   {connection},
 		"Content-Type": {"application/soap+xml; charset=utf-8"},
 	}
 	if c.auth.HasChallenge() {
 		a, err := c.auth.Authorize("POST", digest.WSManURI)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		h.Set("Authorization", a)
 	}
 	req := &httpwire.Request{Method: "POST", Target: digest.WSManURI, Header: h, Body: body}
-	if err := req.Write(conn, c.chunked); err != nil {
-		return nil, c.ctxErr(ctx, fmt.Errorf("write: %w", err))
+	cw := &countWriter{w: conn}
+	if err := req.Write(cw, c.chunked); err != nil {
+		return nil, cw.n > 0, c.ctxErr(ctx, fmt.Errorf("write: %w", err))
 	}
-	resp, err := httpwire.ReadResponse(bufio.NewReader(conn), httpwire.Limits{MaxBodyBytes: c.maxResp})
+	br := bufio.NewReader(conn)
+	resp, err = httpwire.ReadResponse(br, httpwire.Limits{MaxBodyBytes: c.maxResp})
 	if err != nil {
-		return nil, c.ctxErr(ctx, fmt.Errorf("read response: %w", err))
+		return nil, true, c.ctxErr(ctx, fmt.Errorf("read response: %w", err))
 	}
-	return resp, nil
+	keep = ka != nil && framed(resp) && br.Buffered() == 0 && !hasToken(resp.Header, "Connection", "close")
+	return resp, true, nil
+}
+
+// countWriter counts the bytes that reached w.
+type countWriter struct {
+	w io.Writer
+	n int
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += n
+	return n, err
+}
+
+// framed reports whether resp's end was known from its framing (chunked or
+// Content-Length) rather than from the end of the stream.
+func framed(resp *httpwire.Response) bool {
+	if resp.StatusCode/100 == 1 || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
+		return true
+	}
+	return resp.Header.Get("Transfer-Encoding") != "" || resp.Header.Get("Content-Length") != ""
+}
+
+// hasToken reports whether a comma-separated header holds tok.
+func hasToken(h http.Header, key, tok string) bool {
+	for _, v := range h.Values(key) {
+		for f := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), tok) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ctxErr reports a failure caused by the call's context as the context's

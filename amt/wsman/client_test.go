@@ -37,6 +37,8 @@ type fakeAMT struct {
 	seen    []*Message
 	chunked atomic.Bool
 	hang    chan struct{}
+	// closeAfter answers every request with Connection: close.
+	closeAfter atomic.Bool
 }
 
 func newFakeAMT(t *testing.T) (*fakeAMT, *httptest.Server) {
@@ -73,6 +75,9 @@ func (f *fakeAMT) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	w.Header().Set("Server", "Intel(R) Active Management Technology 15.0.23.1706")
+	if f.closeAfter.Load() {
+		w.Header().Set("Connection", "close")
+	}
 	if _, err := f.dig.Verify(f.clock(), r.Method, r.Header.Get("Authorization"), f.creds); err != nil {
 		f.n401.Add(1)
 		stale := errors.Is(err, digest.ErrStale)
