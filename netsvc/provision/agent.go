@@ -185,7 +185,7 @@ func (a *AgentServer) serve(ws *websocket.Conn) {
 		s.tun.retryDelay = a.restartDelay()
 		if a.Metrics != nil {
 			events := a.Metrics.CounterVec("amtd_agent_tls_tunnel_events_total",
-				"rpc-go TLS tunnel events (AMT 19+): how AMT's certificate was accepted or refused, connection resets, handshake retries.", "event")
+				"rpc-go TLS tunnel events (AMT 19+): how AMT's certificate was accepted or refused, connection resets, handshakes and their retries, kept connections reused.", "event")
 			s.tun.count = func(e string) { events.With(e).Inc() }
 		}
 	}
@@ -444,6 +444,9 @@ func (e *Engine) ActivateCCM(ctx context.Context, uuid, host string, dial wsman.
 	if opts.commit {
 		if err := e.commitCCM(ctx, uuid, host, dial, admin, setupErr, opts.restartDelay); err != nil {
 			return err
+		}
+		if opts.afterCommit != nil {
+			opts.afterCommit()
 		}
 	}
 	// A lost answer is not a failure if the device reports CCM with the new

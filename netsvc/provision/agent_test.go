@@ -51,7 +51,7 @@ type agentRig struct {
 	reg   *metrics.Registry
 }
 
-func newAgentRig(t *testing.T, allow ...netip.Prefix) *agentRig {
+func newAgentRig(t testing.TB, allow ...netip.Prefix) *agentRig {
 	t.Helper()
 	st := testStore(t)
 	reg := metrics.NewRegistry()

@@ -31,10 +31,21 @@ import (
 //     back as one tls_data; nothing read sends nothing;
 //   - a payload starting with a ClientHello makes rpc-go close and reopen
 //     its LMS connection first, so each handshake gets a fresh connection
-//     to AMT; amtd therefore makes one TLS connection per WS-Man request,
-//     as it opens one TCP connection per request elsewhere;
+//     to AMT; other payloads go on the LMS connection already open;
 //   - AMT closing with nothing to send, or a failed LMS read, comes back as
 //     connection_reset.
+//
+// A handshake costs two rounds (ClientHello, then the client's Finished)
+// before the request's own, so the TLS connection is kept across WS-Man
+// requests with HTTP keep-alive, as RPS does by default
+// (amt_tls_tunnel_persistent): tlsTunnelConn is a wsman.KeepAliveConn. A
+// request on a kept connection costs one round (rpc-go's 2 s of quiet,
+// since AMT keeps the connection open), against two handshake rounds and
+// a short one (AMT closes after Connection: close) on a new connection.
+// If a kept connection breaks, the client sends again on a new one only
+// what is safe to repeat; a kept connection idle for longer than
+// tunnelKeepIdle is not handed out, which keeps that risk to the
+// back-to-back calls of one flow.
 //
 // So the client sends what TLS wrote in one message only when it is about
 // to read (a flight, or a whole request, per tls_data: a request split over
@@ -85,6 +96,13 @@ const maxTLSDataChunk = 64 << 10
 // its LMS connection lost before any request went through.
 const tunnelHandshakeAttempts = 3
 
+// tunnelKeepIdle is how long a kept TLS connection may stay idle and still
+// be reused. AMT's own idle timeout is not documented; the calls of a flow
+// follow each other at once, and the longer waits (delay_timer after
+// Setup, the TLS restart after CommitChanges) may leave a dead connection,
+// so the call after them starts a new one.
+const tunnelKeepIdle = 5 * time.Second
+
 // errLMSReset is wrapped when the agent reports connection_reset.
 var errLMSReset = errors.New("the agent lost its connection to AMT (LMS)")
 
@@ -92,7 +110,9 @@ var errLMSReset = errors.New("the agent lost its connection to AMT (LMS)")
 type tunnel struct {
 	s   *agentSession
 	log *slog.Logger
-	// sem admits one TLS connection at a time: rpc-go has one LMS socket.
+	// sem admits one TLS connection in use at a time (rpc-go has one LMS
+	// socket), or a port switch. A kept connection does not hold it: the
+	// next dial takes it, or closes it before a new handshake.
 	sem chan struct{}
 
 	trust     TunnelTrust
@@ -106,12 +126,14 @@ type tunnel struct {
 	retryDelay time.Duration
 	// count, when set, counts tunnel events: what AMT's certificate was
 	// accepted as (odca, device-ca, pinned, logged) or refused, and
-	// resets and handshake retries.
+	// resets, handshakes and their retries, and kept connections reused.
 	count func(event string)
 
 	mu      sync.Mutex
 	pinned  []byte // SHA-256 of the unverified certificate accepted
 	checked bool   // the first accepted chain was logged
+	kept    *tlsTunnelConn
+	keptAt  time.Time
 }
 
 func (t *tunnel) event(e string) {
@@ -145,6 +167,19 @@ func (t *tunnel) dial(ctx context.Context) (net.Conn, error) {
 	case <-ctx.Done():
 		return nil, fmt.Errorf("agent TLS tunnel: waiting for the previous connection: %w", ctx.Err())
 	}
+	t.mu.Lock()
+	kept, at := t.kept, t.keptAt
+	t.kept = nil
+	t.mu.Unlock()
+	if kept != nil {
+		if time.Since(at) < tunnelKeepIdle && !kept.rc.closed.Load() {
+			t.event("reused")
+			kept.reused = true
+			kept.held = true
+			return kept, nil
+		}
+		kept.Close()
+	}
 	cfg := &tls.Config{
 		// AMT's certificates carry no usable name (the ODCA leaf has no SAN,
 		// rpc-go#1068): the chain is checked by verifyPeer instead.
@@ -161,7 +196,9 @@ func (t *tunnel) dial(ctx context.Context) (net.Conn, error) {
 		tc := tls.Client(rc, cfg)
 		err := tc.HandshakeContext(ctx)
 		if err == nil {
-			return &tlsTunnelConn{Conn: tc, rc: rc}, nil
+			t.event("handshake")
+			t.log.Debug("agent TLS tunnel: handshake done", "attempt", attempt+1)
+			return &tlsTunnelConn{Conn: tc, rc: rc, held: true}, nil
 		}
 		rc.abandon()
 		lastErr = err
@@ -182,6 +219,17 @@ func (t *tunnel) dial(ctx context.Context) (net.Conn, error) {
 }
 
 func (t *tunnel) release() { <-t.sem }
+
+// dropKept closes the kept connection, if any (before a port switch).
+func (t *tunnel) dropKept() {
+	t.mu.Lock()
+	kept := t.kept
+	t.kept = nil
+	t.mu.Unlock()
+	if kept != nil {
+		kept.Close()
+	}
+}
 
 // verifyPeer applies the trust policy to AMT's certificate chain.
 func (t *tunnel) verifyPeer(raw [][]byte) error {
@@ -426,16 +474,44 @@ func (c *recordConn) SetReadDeadline(t time.Time) error  { c.deadline = t; retur
 func (c *recordConn) SetWriteDeadline(t time.Time) error { return nil }
 
 // tlsTunnelConn is the TLS connection handed to the WS-Man client. Close
-// drops it without close_notify (see above) and frees the tunnel once no
-// read is in progress; a read blocked on the WebSocket is cut short.
+// drops it without close_notify (see above) and, if it was in use, frees
+// the tunnel once no read is in progress; a read blocked on the WebSocket
+// is cut short. Keep hands it back for the next request and frees the
+// tunnel.
 type tlsTunnelConn struct {
 	*tls.Conn
 	rc *recordConn
+	// reused and held are the dialer's: the connection carried an earlier
+	// request; it holds the tunnel's sem.
+	reused, held bool
+}
+
+func (c *tlsTunnelConn) Reused() bool { return c.reused }
+
+func (c *tlsTunnelConn) Keep() {
+	t := c.rc.t
+	c.rc.sentApp = false // the next request has not gone out yet
+	t.mu.Lock()
+	old := t.kept
+	t.kept, t.keptAt = c, time.Now()
+	t.mu.Unlock()
+	if old != nil && old != c {
+		old.Close()
+	}
+	if c.held {
+		c.held = false
+		t.release()
+	}
 }
 
 func (c *tlsTunnelConn) Close() error {
 	c.rc.once.Do(func() {
 		c.rc.closed.Store(true)
+		held := c.held
+		c.held = false
+		if !held {
+			return // kept, idle: nothing reads and the sem is someone else's
+		}
 		_ = c.rc.t.s.ws.SetReadDeadline(time.Now())
 		go func() {
 			c.rc.reading.Wait()

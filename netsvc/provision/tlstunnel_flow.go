@@ -32,13 +32,17 @@ type ccmOptions struct {
 	// afterSetup is called once Setup was sent: the device may have left
 	// pre-provisioning, and its TLS certificate may change.
 	afterSetup func()
+	// afterCommit is called once the commit succeeded: AMT restarts its
+	// TLS stack, so a kept connection is gone.
+	afterCommit func()
 }
 
 func (a *AgentServer) ccmOptions(s *agentSession) ccmOptions {
 	if s.tun == nil {
 		return ccmOptions{}
 	}
-	return ccmOptions{commit: true, restartDelay: a.restartDelay(), afterSetup: func() { s.tun.activated.Store(true) }}
+	return ccmOptions{commit: true, restartDelay: a.restartDelay(), afterSetup: func() { s.tun.activated.Store(true) },
+		afterCommit: s.tun.dropKept}
 }
 
 func (a *AgentServer) restartDelay() time.Duration {
@@ -149,6 +153,7 @@ func (t *tunnel) portSwitch(ctx context.Context, port int, rootPEM string, delay
 		return ctx.Err()
 	}
 	defer t.release()
+	t.dropKept() // LMS is about to reconnect elsewhere
 	secs := min(int((delay+time.Second-1)/time.Second), rps.MaxPortSwitchDelay)
 	if err := t.s.send(t.s.srv.PortSwitch(port, rootPEM, secs)); err != nil {
 		return err

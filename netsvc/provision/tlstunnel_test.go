@@ -57,7 +57,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newTLS19Rig(t *testing.T) *tls19 {
+func newTLS19Rig(t testing.TB) *tls19 {
 	t.Helper()
 	r := newAgentRig(t)
 	odca, err := amtsim.NewODCA()
@@ -71,7 +71,7 @@ func newTLS19Rig(t *testing.T) *tls19 {
 	return &tls19{agentRig: r, odca: odca, logs: logs}
 }
 
-func newDevice19(t *testing.T, cfg amtsim.Config) *amtsim.Device {
+func newDevice19(t testing.TB, cfg amtsim.Config) *amtsim.Device {
 	t.Helper()
 	v, err := amtsim.ParseVersion("19")
 	if err != nil {
@@ -375,5 +375,50 @@ func TestLoadODCARoots(t *testing.T) {
 	}
 	if _, err := LoadODCARoots(path + ".bad"); err == nil {
 		t.Fatal("a file without certificates was accepted")
+	}
+}
+
+// The TLS connection is kept across requests: one handshake for CCM's
+// Setup and CommitChanges, one after the commit's TLS restart. If the agent loses LMS under a kept connection, a
+// read is sent again on a new connection, and Setup is not.
+func TestAgentTLSTunnelKeepAlive(t *testing.T) {
+	r := newTLS19Rig(t)
+	run := func(d *amtsim.Device, failures ...int) *rps.Message {
+		m, err := d.RunRPC(context.Background(), amtsim.RPCOptions{URL: r.url, Command: "activate --profile site-ccm", TenantID: enrolToken, Insecure: true,
+			Timeout: 2 * time.Minute, ODCA: r.odca, TLSFirstByte: 20 * time.Second, TLSIdle: 50 * time.Millisecond, LMSFailures: failures})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	handshakes := func() int { return strings.Count(r.logs.String(), "agent TLS tunnel: handshake done") }
+
+	d := newDevice19(t, amtsim.Config{})
+	if m := run(d); m.Method != rps.MethodSuccess || d.ControlMode() != amtsim.ModeCCM {
+		t.Fatalf("ccm: %s %q\n%s", m.Method, m.Message, r.logs)
+	}
+	if n := handshakes(); n != 2 {
+		t.Fatalf("%d TLS handshakes for one CCM activation, want 2 (the connection kept)", n)
+	}
+
+	// Messages 1 and 2 are the handshake, 3 the first request (answered
+	// 401), 4 its resend on the kept connection: a Get, sent again.
+	d = newDevice19(t, amtsim.Config{})
+	before := handshakes()
+	if m := run(d, 4); m.Method != rps.MethodSuccess || d.ControlMode() != amtsim.ModeCCM {
+		t.Fatalf("reset under a kept Get: %s %q\n%s", m.Method, m.Message, r.logs)
+	}
+	if n := handshakes() - before; n != 3 {
+		t.Fatalf("%d handshakes, want 3 (one more for the retry on a new connection)", n)
+	}
+
+	// 5 is Setup on the kept connection: not sent again.
+	d = newDevice19(t, amtsim.Config{})
+	m := run(d, 5)
+	if m.Method != rps.MethodError || !strings.Contains(m.Message, "after the request went out") {
+		t.Fatalf("reset under Setup: %s %q", m.Method, m.Message)
+	}
+	if d.ControlMode() != amtsim.ModePreProvisioning {
+		t.Fatal("device changed")
 	}
 }
