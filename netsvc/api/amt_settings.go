@@ -15,7 +15,7 @@ import (
 // settingsRoutes are the device settings and power routes beyond state and
 // action (spec/redirection.md §7.2), and MPS's disconnect (§7.1).
 func (s *Service) settingsRoutes() []route {
-	return []route{
+	return append([]route{
 		{"GET", "/api/v1/amt/generalSettings/{guid}", "amt.generalSettings", store.RoleViewer, s.generalSettings},
 		{"GET", "/api/v1/amt/hardwareInfo/{guid}", "amt.hardwareInfo", store.RoleViewer, s.hardwareInfo},
 		{"GET", "/api/v1/amt/power/capabilities/{guid}", "amt.power.capabilities", store.RoleViewer, s.powerCapabilities},
@@ -26,7 +26,7 @@ func (s *Service) settingsRoutes() []route {
 		{"GET", "/api/v1/amt/networkSettings/{guid}", "amt.networkSettings", store.RoleViewer, s.networkSettings},
 		{"DELETE", "/api/v1/amt/deactivate/{guid}", "amt.deactivate", store.RoleAdmin, s.deactivate},
 		{"DELETE", "/api/v1/devices/disconnect/{guid}", "devices.disconnect", store.RoleOperator, s.disconnect},
-	}
+	}, s.networkRoutes()...)
 }
 
 // DeviceDisconnecter drops a device's CIRA link: the CIRA service's
