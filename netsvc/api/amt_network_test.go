@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"amtd/amt/wsman"
 	"amtd/store"
 )
 
@@ -218,4 +219,59 @@ func FuzzWiredBody(f *testing.F) {
 			t.Fatalf("%q: %d %q, want %d", body, w.Code, ae.Message, want)
 		}
 	})
+}
+
+// TestWiredPutBody: the Put carries what MPS's buildWiredSettingsRequest
+// sends, in the schema's order: the port's name, key and SharedMAC, the
+// three flags, and addresses only for a static address of AMT's own.
+func TestWiredPutBody(t *testing.T) {
+	cur := wsmanInstance("AMT_EthernetPortSettings", "DHCPEnabled", "true", "ElementName", "Intel(r) AMT Ethernet Port Settings",
+		"IPAddress", "10.9.9.9", "InstanceID", "Intel(r) AMT Ethernet Port Settings 0", "LinkIsUp", "true", "MACAddress", "c8-d9-d2-7a-1e-33",
+		"SharedMAC", "true", "SubnetMask", "255.0.0.0")
+	names := func(body []string) string { return strings.Join(body, " ") }
+	for _, c := range []struct{ body, want string }{
+		{`{"dhcpEnabled": true}`, "ElementName=Intel(r) AMT Ethernet Port Settings InstanceID=Intel(r) AMT Ethernet Port Settings 0 SharedMAC=true " +
+			"SharedStaticIp=false IpSyncEnabled=true DHCPEnabled=true"},
+		{`{"dhcpEnabled": false, "ipSyncEnabled": true}`, "ElementName=Intel(r) AMT Ethernet Port Settings InstanceID=Intel(r) AMT Ethernet Port Settings 0 " +
+			"SharedMAC=true SharedStaticIp=true IpSyncEnabled=true DHCPEnabled=false"},
+		{`{"dhcpEnabled": false, "ipAddress": "10.1.2.3", "subnetMask": "255.255.0.0", "defaultGateway": "10.1.0.1", "primaryDNS": "10.1.0.2"}`,
+			"ElementName=Intel(r) AMT Ethernet Port Settings InstanceID=Intel(r) AMT Ethernet Port Settings 0 SharedMAC=true SharedStaticIp=false " +
+				"IpSyncEnabled=false DHCPEnabled=false IPAddress=10.1.2.3 SubnetMask=255.255.0.0 DefaultGateway=10.1.0.1 PrimaryDNS=10.1.0.2"},
+	} {
+		p, st, msg := parseWired([]byte(c.body))
+		if st != 0 {
+			t.Fatalf("%s: %d %s", c.body, st, msg)
+		}
+		body := wiredPut(&cur, p)
+		var got []string
+		for _, pr := range body.Props {
+			got = append(got, pr.Name+"="+pr.Value)
+		}
+		if names(got) != c.want {
+			t.Errorf("%s: Put body\n%s\nwant\n%s", c.body, names(got), c.want)
+		}
+	}
+}
+
+func TestMaskBits(t *testing.T) {
+	for _, c := range []struct {
+		mask string
+		bits int
+		ok   bool
+	}{{"255.255.255.0", 24, true}, {"255.255.255.252", 30, true}, {"128.0.0.0", 1, true}, {"0.0.0.0", 0, true},
+		{"255.255.255.255", 32, true}, {"255.0.255.0", 8, false}, {"0.255.255.255", 0, false}, {"255.255.254.1", 23, false}} {
+		bits, ok := maskBits(netip.MustParseAddr(c.mask))
+		if bits != c.bits || ok != c.ok {
+			t.Errorf("maskBits(%s) = %d, %v; want %d, %v", c.mask, bits, ok, c.bits, c.ok)
+		}
+	}
+}
+
+// wsmanInstance builds an instance from name, value pairs.
+func wsmanInstance(class string, kv ...string) wsman.Instance {
+	in := wsman.Instance{Class: class}
+	for i := 0; i < len(kv); i += 2 {
+		in.Add(kv[i], kv[i+1])
+	}
+	return in
 }
