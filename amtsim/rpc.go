@@ -49,6 +49,11 @@ type RPCOptions struct {
 	// relayed (1-based) fail as if LMS broke, and the relay answers
 	// connection_reset lms_error instead of reaching AMT.
 	LMSFailures []int
+	// TLSTunnel is rpc-go's --tls-tunnel on a device that does not enforce
+	// TLS (AMT 11-18): the payload says tlsTunnel, WS-Man goes to the plain
+	// port, and a port_switch moves LMS to the TLS port, where the relay
+	// works as in TLS-tunnel mode (spec/rpc-protocol.md §5, §7).
+	TLSTunnel bool
 }
 
 // RunRPC plays rpc-go on this device's host: it reads what HECI would give
@@ -77,6 +82,7 @@ func (d *Device) RunRPC(ctx context.Context, o RPCOptions) (*rps.Message, error)
 	defer stop()
 
 	p := d.rpcPayload(o.Password)
+	p.TLSTunnel = o.TLSTunnel && !p.TLSEnforced
 	if o.Edit != nil {
 		o.Edit(p)
 	}
@@ -98,10 +104,11 @@ func (d *Device) RunRPC(ctx context.Context, o RPCOptions) (*rps.Message, error)
 	}
 	var tunnel *lmsTunnel
 	relayed := 0
-	if p.TLSEnforced {
+	startTunnel := func() error {
 		if o.ODCA == nil {
+			var err error
 			if o.ODCA, err = DefaultODCA(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		tunnel = &lmsTunnel{d: d, odca: o.ODCA, firstByte: o.TLSFirstByte, idle: o.TLSIdle}
@@ -111,7 +118,17 @@ func (d *Device) RunRPC(ctx context.Context, o RPCOptions) (*rps.Message, error)
 		if tunnel.idle <= 0 {
 			tunnel.idle = rpcTLSFirstByte
 		}
-		defer tunnel.close()
+		return nil
+	}
+	defer func() {
+		if tunnel != nil {
+			tunnel.close()
+		}
+	}()
+	if p.TLSEnforced {
+		if err := startTunnel(); err != nil {
+			return nil, err
+		}
 	}
 	for {
 		var text string
@@ -126,12 +143,18 @@ func (d *Device) RunRPC(ctx context.Context, o RPCOptions) (*rps.Message, error)
 			return nil, fmt.Errorf("amtsim rpc: %w", err)
 		}
 		switch {
-		case tunnel != nil && m.Method == rps.MethodPortSwitch:
+		case (tunnel != nil || p.TLSTunnel) && m.Method == rps.MethodPortSwitch:
 			// Reconnect LMS to the port after the delay, then confirm
 			// (executor.go handlePortSwitch).
 			ps, err := rps.ParsePortSwitch(m)
 			if err != nil {
 				return nil, fmt.Errorf("amtsim rpc: %w", err)
+			}
+			if tunnel == nil {
+				// --tls-tunnel: from now on LMS is the TLS port.
+				if err := startTunnel(); err != nil {
+					return nil, err
+				}
 			}
 			tunnel.close()
 			select {

@@ -172,22 +172,12 @@ func (a *AgentServer) serve(ws *websocket.Conn) {
 		return
 	}
 	log = log.With("dev", uuid, "command", cmd.String())
-	if p.TLSEnforced {
-		var caRoot []byte
-		if a.Engine.DeviceCA != nil {
-			caRoot = a.Engine.DeviceCA.RootDER()
-		}
-		trust := a.TunnelTrust
-		if trust == "" {
-			trust = TrustODCA
-		}
-		s.tun = newTunnel(s, log, trust, a.ODCARoots, caRoot, p.CurrentMode != rps.ModePreProvisioning)
-		s.tun.retryDelay = a.restartDelay()
-		if a.Metrics != nil {
-			events := a.Metrics.CounterVec("amtd_agent_tls_tunnel_events_total",
-				"rpc-go TLS tunnel events (AMT 19+): how AMT's certificate was accepted or refused, connection resets, handshakes and their retries, kept connections reused.", "event")
-			s.tun.count = func(e string) { events.With(e).Inc() }
-		}
+	switch {
+	case p.TLSEnforced:
+		s.tun = a.newSessionTunnel(s, log, p.CurrentMode != rps.ModePreProvisioning)
+	case p.TLSTunnel:
+		s.tlsNext = a.newSessionTunnel(s, log, true)
+		log.Info("agent asked for the TLS tunnel (--tls-tunnel): WS-Man stays on LMS's plain port until the profile's TLS is configured, then port_switch to 16993")
 	}
 	if !a.claim(uuid) {
 		fail(cmd.Name, "amtd: another agent session for device "+uuid+" is running")

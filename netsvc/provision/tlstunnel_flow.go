@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -179,15 +180,54 @@ func (t *tunnel) portSwitch(ctx context.Context, port int, rootPEM string, delay
 	}
 }
 
+// newSessionTunnel is an agent session's TLS tunnel with the server's trust
+// settings; activated says the device may have left pre-provisioning.
+func (a *AgentServer) newSessionTunnel(s *agentSession, log *slog.Logger, activated bool) *tunnel {
+	var caRoot []byte
+	if a.Engine.DeviceCA != nil {
+		caRoot = a.Engine.DeviceCA.RootDER()
+	}
+	trust := a.TunnelTrust
+	if trust == "" {
+		trust = TrustODCA
+	}
+	t := newTunnel(s, log, trust, a.ODCARoots, caRoot, activated)
+	t.retryDelay = a.restartDelay()
+	if a.Metrics != nil {
+		events := a.Metrics.CounterVec("amtd_agent_tls_tunnel_events_total",
+			"rpc-go TLS tunnel events (AMT 19+): how AMT's certificate was accepted or refused, connection resets, handshakes and their retries, kept connections reused.", "event")
+		t.count = func(e string) { events.With(e).Inc() }
+	}
+	return t
+}
+
 // afterTLSConfigured sends port_switch once amtd committed a new TLS
-// certificate to a device behind the tunnel, with the appliance root.
+// certificate to a device behind the tunnel, with the appliance root. When
+// the agent asked for --tls-tunnel on a device that does not enforce TLS
+// (AMT 11-18), this is where the session moves to the TLS tunnel
+// (spec/rpc-protocol.md §5 tlsTunnel: "TLS on AMT 11-18, then switch to
+// it"). What rpc-go does then on those versions is unverified, so a switch
+// that fails there is logged, not a failed activation: the device is
+// configured either way.
 func (a *AgentServer) afterTLSConfigured(ctx context.Context, s *agentSession) error {
+	switched := false
 	if s.tun == nil {
-		return nil
+		if s.tlsNext == nil {
+			return nil
+		}
+		s.tun, switched = s.tlsNext, true
 	}
 	var root string
 	if a.Engine.DeviceCA != nil {
 		root = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.Engine.DeviceCA.RootDER()}))
 	}
-	return s.tun.portSwitch(ctx, 16993, root, a.restartDelay())
+	err := s.tun.portSwitch(ctx, 16993, root, a.restartDelay())
+	if switched {
+		if err != nil {
+			s.tun.log.Warn("agent TLS tunnel (--tls-tunnel): port_switch to 16993 after configuring TLS failed; the device is configured, the agent may stay on 16992", "err", err)
+			return nil
+		}
+		s.tun.log.Info("agent TLS tunnel (--tls-tunnel): the agent switched LMS to 16993")
+	}
+	return err
 }

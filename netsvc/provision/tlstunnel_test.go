@@ -422,3 +422,56 @@ func TestAgentTLSTunnelKeepAlive(t *testing.T) {
 		t.Fatal("device changed")
 	}
 }
+
+// --tls-tunnel on AMT 11-18 (spec/rpc-protocol.md §5, §7): WS-Man on the
+// plain port until the profile's TLS is configured, then port_switch to
+// 16993; a profile without TLS never switches.
+func TestAgentTLSTunnelSwitch(t *testing.T) {
+	r := newTLS19Rig(t)
+	ca, err := pki.New(time.Now(), "test site")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.srv.Engine.DeviceCA = ca
+	ctx := context.Background()
+	if err := r.store.Profiles().Put(ctx, store.Profile{Name: "site-ccm-tls", Settings: json.RawMessage(`{"mode":"ccm","tls":true}`)}, "test", ""); err != nil {
+		t.Fatal(err)
+	}
+	v, err := amtsim.ParseVersion("15")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(d *amtsim.Device, profile string) *rps.Message {
+		m, err := d.RunRPC(ctx, amtsim.RPCOptions{URL: r.url, Command: "activate --profile " + profile, TenantID: enrolToken, Insecure: true,
+			Timeout: 2 * time.Minute, TLSFirstByte: 20 * time.Second, TLSIdle: 50 * time.Millisecond, TLSTunnel: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	const switched = "the agent switched LMS to 16993"
+
+	d, err := amtsim.New(amtsim.Config{Version: v, Net: amtsim.NetIdentity{Suffix: "corp.example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := run(d, "site-ccm"); m.Method != rps.MethodSuccess || d.ControlMode() != amtsim.ModeCCM {
+		t.Fatalf("ccm without TLS: %s %q\n%s", m.Method, m.Message, r.logs)
+	}
+	if strings.Contains(r.logs.String(), switched) || strings.Contains(r.logs.String(), "handshake done") {
+		t.Fatal("a profile without TLS switched to the TLS port")
+	}
+
+	d, err = amtsim.New(amtsim.Config{Version: v, Net: amtsim.NetIdentity{Suffix: "corp.example.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := run(d, "site-ccm-tls")
+	var res rps.Result
+	if m.Method != rps.MethodSuccess || json.Unmarshal([]byte(m.Message), &res) != nil || res.TLSConfiguration != "Configured" {
+		t.Fatalf("ccm with TLS: %s %q\n%s", m.Method, m.Message, r.logs)
+	}
+	if !d.Snapshot().ActiveTLS.Enabled || !strings.Contains(r.logs.String(), switched) {
+		t.Fatalf("TLS not configured or no switch:\n%s", r.logs)
+	}
+}

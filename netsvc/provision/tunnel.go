@@ -29,6 +29,10 @@ type agentSession struct {
 	// its local ports (AMT 19+, tlsEnforced): WS-Man goes as TLS records
 	// instead of wsman/response messages (spec/rpc-protocol.md §7).
 	tun *tunnel
+	// tlsNext is the TLS tunnel to switch to once TLS is configured, when
+	// the agent asked for it on a device that does not enforce TLS
+	// (--tls-tunnel, AMT 11-18: spec/rpc-protocol.md §5, §7).
+	tlsNext *tunnel
 }
 
 // host is the Host header of WS-Man through the agent: LMS's TLS port when
