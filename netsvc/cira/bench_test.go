@@ -142,8 +142,9 @@ func BenchmarkCheckCredentialsStore(b *testing.B) {
 }
 
 // BenchmarkChannelRead is one Dial, 1 MiB from the device through amtd's
-// 16 KiB window (WINDOW_ADJUST every 8 KiB), and Close, over loopback TLS:
-// the rate a console or a large Enumerate gets through one channel.
+// window (chanWindow; WINDOW_ADJUST per half window read), and Close, over
+// loopback TLS: the rate a console or a large Enumerate gets through one
+// channel.
 func BenchmarkChannelRead(b *testing.B) {
 	const size = 1 << 20
 	dir := newFakeDir()
