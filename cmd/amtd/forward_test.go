@@ -307,7 +307,7 @@ func enableRedirection(t testing.TB, wc *wsman.Client) {
 
 // BenchmarkForwardKVM: 8 MiB of a device's KVM stream through the whole
 // path a viewer's bytes take with amtd forward: the CIRA channel over the
-// APF link (TLS, 16 KiB windows), the daemon's control stream, the CLI, and
+// APF link (TLS, 80 KiB channel windows), the daemon's control stream, the CLI, and
 // local TCP; each round logs in afresh.
 func BenchmarkForwardKVM(b *testing.B) {
 	s := startCIRASite(b)
