@@ -75,29 +75,24 @@ func (k *kvmInput) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// sum returns the bytes counted and their SHA-256.
+func (k *kvmInput) sum() (int64, [32]byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var sum [32]byte
+	if k.h != nil {
+		copy(sum[:], k.h.Sum(nil))
+	}
+	return k.n, sum
+}
+
 // KVMInput returns how many bytes the console sent in the latest KVM
 // session after KVM start, and their SHA-256.
-func (d *Device) KVMInput() (int64, [32]byte) {
-	d.kvmIn.mu.Lock()
-	defer d.kvmIn.mu.Unlock()
-	var sum [32]byte
-	if d.kvmIn.h != nil {
-		copy(sum[:], d.kvmIn.h.Sum(nil))
-	}
-	return d.kvmIn.n, sum
-}
+func (d *Device) KVMInput() (int64, [32]byte) { return d.kvmIn.sum() }
 
 // IDERInput returns how many bytes the console sent in the latest IDE-R
 // session after authentication, and their SHA-256.
-func (d *Device) IDERInput() (int64, [32]byte) {
-	d.iderIn.mu.Lock()
-	defer d.iderIn.mu.Unlock()
-	var sum [32]byte
-	if d.iderIn.h != nil {
-		copy(sum[:], d.iderIn.h.Sum(nil))
-	}
-	return d.iderIn.n, sum
-}
+func (d *Device) IDERInput() (int64, [32]byte) { return d.iderIn.sum() }
 
 func splitmix64(x uint64) uint64 {
 	x += 0x9E3779B97F4A7C15
