@@ -95,8 +95,9 @@ type ActivationProgress struct {
 	// Path is "hello" (bare metal) or "agent" (an rpc-go session).
 	Path    string `json:"path"`
 	Address string `json:"address,omitempty"`
-	// Started is when amtd took the device on; zero when not known (agent
-	// sessions).
+	// Address is where the device's hello or the agent's session came from.
+	// Started is when amtd took the device on (the hello's activation, or
+	// the agent session's claim of the device).
 	Started time.Time `json:"started,omitzero"`
 	// Step is the last step the device's history records (amtd devices
 	// show lists them all), StepDetail what it said and StepSince when.

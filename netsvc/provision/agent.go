@@ -58,7 +58,7 @@ type AgentServer struct {
 	Metrics         *metrics.Registry
 
 	mu     sync.Mutex
-	active map[string]bool
+	active map[string]agentClaim
 	conns  map[*websocket.Conn]context.CancelFunc
 	closed bool
 }
@@ -179,7 +179,7 @@ func (a *AgentServer) serve(ws *websocket.Conn) {
 		s.tlsNext = a.newSessionTunnel(s, log, true)
 		log.Info("agent asked for the TLS tunnel (--tls-tunnel): WS-Man stays on LMS's plain port until the profile's TLS is configured, then port_switch to 16993")
 	}
-	if !a.claim(uuid) {
+	if !a.claim(uuid, src) {
 		fail(cmd.Name, "amtd: another agent session for device "+uuid+" is running")
 		return
 	}
@@ -233,16 +233,25 @@ func (a *AgentServer) serve(ws *websocket.Conn) {
 	}
 }
 
-func (a *AgentServer) claim(uuid string) bool {
+// agentClaim is a device an agent session is working on: since when and
+// from where, for amtd status.
+type agentClaim struct {
+	started time.Time
+	from    netip.Addr
+}
+
+// claim takes the device for one session from src; false when another
+// session has it.
+func (a *AgentServer) claim(uuid string, src netip.Addr) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.active == nil {
-		a.active = map[string]bool{}
+		a.active = map[string]agentClaim{}
 	}
-	if a.active[uuid] {
+	if _, busy := a.active[uuid]; busy {
 		return false
 	}
-	a.active[uuid] = true
+	a.active[uuid] = agentClaim{started: time.Now(), from: src}
 	return true
 }
 

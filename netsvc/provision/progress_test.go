@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -213,12 +214,16 @@ func TestProgressListsAgentSessions(t *testing.T) {
 	hl.Limits.fill()
 	hl.running = map[string]activation{}
 	s := &Service{hl: hl, agent: a, progress: newProgress(time.Now()), deps: netsvc.Deps{Store: st}}
-	if !a.claim(uuid) {
+	if !a.claim(uuid, netip.MustParseAddr("192.0.2.44")) {
 		t.Fatal("claim")
+	}
+	if a.claim(uuid, netip.MustParseAddr("192.0.2.45")) {
+		t.Fatal("a second session claimed the same device")
 	}
 	p := s.Provisioning(ctx)
 	if len(p.Running) != 1 || p.Running[0].UUID != uuid || p.Running[0].Path != "agent" || p.Running[0].Step != "setup" ||
-		p.Running[0].StepDetail != "agent, client control mode" || p.Running[0].StepSince.IsZero() {
+		p.Running[0].StepDetail != "agent, client control mode" || p.Running[0].StepSince.IsZero() ||
+		p.Running[0].Address != "192.0.2.44" || p.Running[0].Started.IsZero() {
 		t.Fatalf("progress %+v", p)
 	}
 	a.release(uuid)

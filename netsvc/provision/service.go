@@ -347,8 +347,12 @@ func agentSessions(a *AgentServer) []control.ActivationProgress {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := make([]control.ActivationProgress, 0, len(a.active))
-	for uuid := range a.active {
-		out = append(out, control.ActivationProgress{UUID: uuid, Path: "agent"})
+	for uuid, c := range a.active {
+		p := control.ActivationProgress{UUID: uuid, Path: "agent", Started: c.started}
+		if c.from.IsValid() {
+			p.Address = c.from.String()
+		}
+		out = append(out, p)
 	}
 	slices.SortFunc(out, func(x, y control.ActivationProgress) int { return strings.Compare(x.UUID, y.UUID) })
 	return out
