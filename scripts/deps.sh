@@ -12,11 +12,12 @@ set -euo pipefail
 #   openssl                  certificate checks    man-db, groff  man page rendering checks
 #   gcc, libc6-dev           cgo for go-sqlite3    systemd  systemd-analyze, systemd-socket-activate
 #   lintian, dpkg-dev, bash-completion  checks of the .deb (tests/deb)
+#   curl                     the demo's console calls to the API
 #   mmdebstrap, systemd-container  build the appliance image and boot it with systemd-nspawn (tests/image)
 #   dosfstools, mtools, fdisk, systemd-boot-efi, qemu-system-x86, ovmf  its bootable disk, booted under qemu
 packages=(gcc libc6-dev isc-dhcp-client udhcpc bind9 bind9-dnsutils dnsmasq-base dnsperf iproute2 openssl
 	man-db groff systemd procps psmisc lintian dpkg-dev bash-completion mmdebstrap systemd-container
-	dosfstools mtools fdisk systemd-boot-efi qemu-system-x86 ovmf)
+	dosfstools mtools fdisk systemd-boot-efi qemu-system-x86 ovmf curl)
 
 missing=()
 for p in "${packages[@]}"; do
