@@ -9,8 +9,6 @@ var _ api.DeviceDisconnecter = (*ciraLink)(nil)
 // Disconnect implements api.DeviceDisconnecter with the running CIRA
 // service; false when there is none or the device has no link.
 func (l *ciraLink) Disconnect(uuid string) bool {
-	l.mu.Lock()
-	svc := l.svc
-	l.mu.Unlock()
+	svc := l.current()
 	return svc != nil && svc.Disconnect(uuid)
 }

@@ -10,9 +10,7 @@ var _ api.DevicePorts = (*ciraLink)(nil)
 // BoundPorts implements api.DevicePorts with the running CIRA service;
 // false when there is none or the device has no link.
 func (l *ciraLink) BoundPorts(uuid string) ([]uint16, bool) {
-	l.mu.Lock()
-	svc := l.svc
-	l.mu.Unlock()
+	svc := l.current()
 	if svc == nil {
 		return nil, false
 	}

@@ -82,11 +82,16 @@ func (l *ciraLink) newCIRA(cfg *config.Config, deps netsvc.Deps) (netsvc.Service
 	return svc, nil
 }
 
+// current is the CIRA service the table built last, nil before one.
+func (l *ciraLink) current() *cira.Service {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.svc
+}
+
 // Dial implements api.DeviceDialer.
 func (l *ciraLink) Dial(ctx context.Context, uuid string, port uint16) (net.Conn, error) {
-	l.mu.Lock()
-	svc := l.svc
-	l.mu.Unlock()
+	svc := l.current()
 	if svc == nil {
 		return nil, fmt.Errorf("cira: dial %s: %w ([CIRA] is not running)", uuid, cira.ErrNotConnected)
 	}
