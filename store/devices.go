@@ -160,10 +160,7 @@ func (ds *Devices) Put(ctx context.Context, d Device) error {
 	if ports == nil {
 		ports = []uint16{}
 	}
-	tags := d.Tags
-	if tags == nil {
-		tags = []string{}
-	}
+	tags := nonNil(d.Tags)
 	mac := ""
 	if len(d.MAC) > 0 {
 		mac = d.MAC.String()

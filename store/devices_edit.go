@@ -49,10 +49,7 @@ func (ds *Devices) Edit(ctx context.Context, uuid string, e DeviceEdit, actor st
 			d.FriendlyName = *e.FriendlyName
 		}
 		if e.Tags != nil {
-			tags := *e.Tags
-			if tags == nil {
-				tags = []string{}
-			}
+			tags := nonNil(*e.Tags)
 			if old := jsonText(nonNil(d.Tags)); old != jsonText(tags) {
 				changes = append(changes, "tags "+old+" -> "+jsonText(tags))
 				d.Tags = tags
@@ -77,6 +74,7 @@ func (ds *Devices) Edit(ctx context.Context, uuid string, e DeviceEdit, actor st
 	return out, nil
 }
 
+// nonNil is s, or an empty list for nil: tags are stored as [], never null.
 func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
