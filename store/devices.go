@@ -123,14 +123,23 @@ func (ds *Devices) Get(ctx context.Context, uuid string) (Device, error) {
 	if err != nil {
 		return Device{}, err
 	}
-	d, err := scanDevice(ds.s.db.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE uuid = ?`, u))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Device{}, fmt.Errorf("device %s: %w", u, ErrNotFound)
-	}
+	d, err := getDevice(ctx, ds.s.db, u)
 	if err != nil {
 		return Device{}, fmt.Errorf("device %s: %w", u, err)
 	}
 	return d, nil
+}
+
+// getDevice reads the device row u (normalized) through the database or a
+// transaction; ErrNotFound when there is none.
+func getDevice(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, u string) (Device, error) {
+	d, err := scanDevice(q.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE uuid = ?`, u))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Device{}, ErrNotFound
+	}
+	return d, err
 }
 
 func jsonText(v any) string {

@@ -36,10 +36,7 @@ func (ds *Devices) Edit(ctx context.Context, uuid string, e DeviceEdit, actor st
 	}
 	var out Device
 	err = ds.s.tx(ctx, func(tx *sql.Tx) error {
-		d, err := scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE uuid = ?`, u))
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
+		d, err := getDevice(ctx, tx, u)
 		if err != nil {
 			return err
 		}
@@ -138,10 +135,7 @@ func (ds *Devices) DeleteChecked(ctx context.Context, uuid, actor, reason string
 	}
 	var refused error
 	err = ds.s.tx(ctx, func(tx *sql.Tx) error {
-		d, err := scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE uuid = ?`, u))
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
-		}
+		d, err := getDevice(ctx, tx, u)
 		if err != nil {
 			return err
 		}
