@@ -469,3 +469,29 @@ func TestReaderErrors(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestReaderNoCopy: ReadMessageNoCopy gives the same messages as
+// ReadMessage, each checked before the next read reuses the buffer.
+func TestReaderNoCopy(t *testing.T) {
+	wire, want := stream(t)
+	for name, feed := range map[string]io.Reader{
+		"all at once":      bytes.NewReader(wire),
+		"7-byte fragments": &chunkReader{b: wire, n: 7},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := NewReader(feed, Limits{})
+			for i := range want {
+				m, err := r.ReadMessageNoCopy()
+				if err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+				if !reflect.DeepEqual(m, want[i]) {
+					t.Errorf("message %d = %#v, want %#v", i, m, want[i])
+				}
+			}
+			if _, err := r.ReadMessageNoCopy(); err != io.EOF {
+				t.Fatalf("after the stream: %v, want io.EOF", err)
+			}
+		})
+	}
+}

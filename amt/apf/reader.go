@@ -47,7 +47,16 @@ func (r *Reader) Offset() int64 { return r.consumed }
 // returned as is (errors.Is(err, net.ErrClosed) is a clean shutdown); a
 // message that cannot be decoded gives an error wrapping its *ParseError.
 // Errors are sticky.
-func (r *Reader) ReadMessage() (Message, error) {
+func (r *Reader) ReadMessage() (Message, error) { return r.next(true) }
+
+// ReadMessageNoCopy is ReadMessage without the copy: the Data of a
+// CHANNEL_DATA or UDP_SEND_TO aliases the Reader's buffer and is valid only
+// until the next call. It is for a caller that consumes each message before
+// reading the next (the CIRA relay copies CHANNEL_DATA into the channel's
+// buffer at once), saving an allocation and a copy per message.
+func (r *Reader) ReadMessageNoCopy() (Message, error) { return r.next(false) }
+
+func (r *Reader) next(clone bool) (Message, error) {
 	for {
 		final := r.err != nil
 		m, n, err := parse(r.buf[r.start:r.end], r.lim, final)
@@ -57,6 +66,9 @@ func (r *Reader) ReadMessage() (Message, error) {
 			r.consumed += int64(n)
 			if r.start == r.end {
 				r.start, r.end = 0, 0
+			}
+			if !clone {
+				return m, nil
 			}
 			if d, ok := m.(ChannelData); ok {
 				d.Data = bytes.Clone(d.Data)

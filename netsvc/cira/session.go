@@ -386,7 +386,9 @@ func (s *session) run(r *apf.Reader) {
 	}()
 	for {
 		_ = s.conn.SetReadDeadline(time.Now().Add(sv.settings.Load().idle))
-		m, err := r.ReadMessage()
+		// handle consumes m before the next read (deliver copies the data
+		// into the channel), so the reader's buffer need not be copied.
+		m, err := r.ReadMessageNoCopy()
 		if err != nil {
 			switch {
 			case errors.Is(err, os.ErrDeadlineExceeded):
