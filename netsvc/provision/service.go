@@ -105,12 +105,8 @@ func New(cfg *config.Config, deps netsvc.Deps, opts Options) (*Service, error) {
 	if listen == "" {
 		listen = "0.0.0.0:9971"
 	}
-	now := time.Now
-	if deps.Now != nil {
-		now = deps.Now
-	}
-	prog := newProgress(now())
-	eng := &Engine{Store: deps.Store, Log: deps.Log, Metrics: deps.Metrics, Now: deps.Now, DeviceCA: opts.DeviceCA, progress: prog}
+	eng := &Engine{Store: deps.Store, Log: deps.Log, Metrics: deps.Metrics, Now: deps.Now, DeviceCA: opts.DeviceCA}
+	eng.progress = newProgress(eng.now())
 	if cfg.CIRA.Enable {
 		if len(opts.CIRARootDER) == 0 {
 			return nil, errors.New("provisioning: [CIRA] is enabled but the appliance root is missing")
@@ -123,7 +119,7 @@ func New(cfg *config.Config, deps netsvc.Deps, opts Options) (*Service, error) {
 		eng.CIRA = &CIRAConfig{Server: cfg.Site.Hostname, Port: port, RootDER: opts.CIRARootDER}
 	}
 	domains := append([]string(nil), cfg.Site.Domains...)
-	s := &Service{cfg: cfg, deps: deps, opts: opts, listen: listen, progress: prog}
+	s := &Service{cfg: cfg, deps: deps, opts: opts, listen: listen, progress: eng.progress}
 	s.hl = &HelloListener{
 		// A reload builds a new listener with the new limit: it applies to
 		// activations started after it, while the old instance finishes
