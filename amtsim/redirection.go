@@ -32,26 +32,25 @@ const (
 // KVMPattern fills b with the deterministic byte stream a simulated KVM
 // session sends, starting at stream offset off: byte i is the low byte of
 // splitmix64(i/8) shifted by (i%8)*8. A relay can checksum what it passed.
-func KVMPattern(b []byte, off uint64) {
-	for i := range b {
-		n := off + uint64(i)
-		b[i] = byte(splitmix64(n/8) >> ((n % 8) * 8))
-	}
-}
+func KVMPattern(b []byte, off uint64) { pattern(b, off, 0) }
 
 // IDERPattern fills b with the bytes a simulated IDE-R session sends back,
 // starting at stream offset off: KVMPattern's construction on another
 // sequence (splitmix64 of i/8 xor a constant), so a relay that crossed the
 // two streams, or looped the console's bytes back, is caught.
-func IDERPattern(b []byte, off uint64) {
-	for i := range b {
-		n := off + uint64(i)
-		b[i] = byte(splitmix64(n/8^iderSeed) >> ((n % 8) * 8))
-	}
-}
+func IDERPattern(b []byte, off uint64) { pattern(b, off, iderSeed) }
 
 // iderSeed sets IDERPattern apart from KVMPattern.
 const iderSeed = 0x1DE_12
+
+// pattern is byte n of the stream: the low byte of splitmix64(n/8 ^ seed)
+// shifted by (n%8)*8, for n from off.
+func pattern(b []byte, off, seed uint64) {
+	for i := range b {
+		n := off + uint64(i)
+		b[i] = byte(splitmix64(n/8^seed) >> ((n % 8) * 8))
+	}
+}
 
 // kvmInput counts and hashes the console's bytes of the latest KVM or
 // IDE-R session.
