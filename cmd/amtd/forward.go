@@ -65,9 +65,7 @@ func runForward(ctx context.Context, c *cli, args []string, ready func(addr stri
 		fmt.Fprintf(c.stderr, "amtd forward: --port %d: want 1-65535 (AMT listens on 16992-16995)\n", *port)
 		return exitUsage
 	}
-	configGiven := false
-	fs.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "c" || f.Name == "config" })
-	fw := &forwarder{c: c, path: controlSocketPath(c, "forward", *cfgPath, *socket, configGiven),
+	fw := &forwarder{c: c, path: controlSocketPath(c, fs, "forward", *cfgPath, *socket),
 		args: cira.ForwardArgs{UUID: uuid, Port: uint16(*port)}}
 
 	// One check before listening, so an unknown or absent device is one
@@ -104,11 +102,14 @@ func runForward(ctx context.Context, c *cli, args []string, ready func(addr stri
 
 // controlSocketPath is --socket, else [Control] Socket= of the
 // configuration (read from the text when the file does not load), else the
-// default.
-func controlSocketPath(c *cli, name, cfgPath, socket string, configGiven bool) string {
+// default. A file that fails to load is said only when fs had -c or
+// --config.
+func controlSocketPath(c *cli, fs *flag.FlagSet, name, cfgPath, socket string) string {
 	if socket != "" {
 		return socket
 	}
+	configGiven := false
+	fs.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "c" || f.Name == "config" })
 	cfg, err := config.Load(cfgPath)
 	switch {
 	case err == nil && cfg.Control.Socket != "":
@@ -126,13 +127,7 @@ func controlSocketPath(c *cli, name, cfgPath, socket string, configGiven bool) s
 
 // trimAmtd drops the "amtd: " the control client puts before the daemon's
 // message, which the CLI's own prefix already says.
-func trimAmtd(err error) string {
-	s := err.Error()
-	if len(s) > 6 && s[:6] == "amtd: " {
-		return s[6:]
-	}
-	return s
-}
+func trimAmtd(err error) string { return strings.TrimPrefix(err.Error(), "amtd: ") }
 
 // forwarder carries local connections to the device, one control
 // connection each.

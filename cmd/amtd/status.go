@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,13 +28,11 @@ func cmdStatus(c *cli, args []string) int {
 	if _, code := f.parse(c, args, 0); code >= 0 {
 		return code
 	}
-	configGiven := false
-	fs.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "c" || f.Name == "config" })
 
 	// A file that fails to load is exactly when people ask the daemon how
 	// it is doing (it keeps the old configuration on a bad reload), so
 	// controlSocketPath takes Socket= from the text if it is there.
-	path := controlSocketPath(c, "status", *cfgPath, *socket, configGiven)
+	path := controlSocketPath(c, fs, "status", *cfgPath, *socket)
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
