@@ -51,6 +51,22 @@ type agentRig struct {
 	reg   *metrics.Registry
 }
 
+// storedAdminOpens checks that the admin password the store holds for d
+// opens it in mode, and returns the password.
+func (r *agentRig) storedAdminOpens(t *testing.T, d *amtsim.Device, mode int) secret.Value {
+	t.Helper()
+	ctx := context.Background()
+	uuid := d.UUID.String()
+	admin, err := r.store.Secrets().Current(ctx, uuid, store.AMTAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.srv.Engine.verifyMode(ctx, localDial(d), uuid+":16992", admin, mode); err != nil {
+		t.Fatalf("stored password does not open the device in mode %d: %v", mode, err)
+	}
+	return admin
+}
+
 func newAgentRig(t testing.TB, allow ...netip.Prefix) *agentRig {
 	t.Helper()
 	st := testStore(t)
@@ -95,13 +111,7 @@ func TestAgentActivatesCCM(t *testing.T) {
 	}
 	ctx := context.Background()
 	uuid := d.UUID.String()
-	admin, err := r.store.Secrets().Current(ctx, uuid, store.AMTAdmin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.srv.Engine.verifyMode(ctx, localDial(d), uuid+":16992", admin, ModeCCM); err != nil {
-		t.Fatalf("stored password does not open the device: %v", err)
-	}
+	admin := r.storedAdminOpens(t, d, ModeCCM)
 	rec, _ := r.store.Devices().Get(ctx, uuid)
 	if rec.ProvisioningState != StateActivated || rec.ControlMode != ModeCCM || rec.AMTVersion == "" {
 		t.Fatalf("device record %+v", rec)
@@ -209,13 +219,7 @@ func TestAgentActivatesACM(t *testing.T) {
 	}
 	ctx := context.Background()
 	uuid := d.UUID.String()
-	admin, err := r.store.Secrets().Current(ctx, uuid, store.AMTAdmin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.srv.Engine.verifyMode(ctx, localDial(d), uuid+":16992", admin, ModeACM); err != nil {
-		t.Fatal(err)
-	}
+	r.storedAdminOpens(t, d, ModeACM)
 	mebx, err := r.store.Secrets().Current(ctx, uuid, store.MEBx)
 	if err != nil || d.Snapshot().MEBxPassword != mebx.RevealString() {
 		t.Fatalf("MEBx password not set to the stored one (%v)", err)

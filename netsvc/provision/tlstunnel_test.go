@@ -114,15 +114,7 @@ func TestAgentTLSTunnelCCM(t *testing.T) {
 	if d.ControlMode() != amtsim.ModeCCM {
 		t.Fatalf("device mode %d", d.ControlMode())
 	}
-	ctx := context.Background()
-	uuid := d.UUID.String()
-	admin, err := r.store.Secrets().Current(ctx, uuid, store.AMTAdmin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.srv.Engine.verifyMode(ctx, localDial(d), uuid+":16992", admin, ModeCCM); err != nil {
-		t.Fatalf("stored password does not open the device: %v", err)
-	}
+	admin := r.storedAdminOpens(t, d, ModeCCM)
 	logs := r.logs.String()
 	for _, want := range []string{"chains to the On-Die CA root", "accepted and pinned for this session", "kind=self-signed"} {
 		if !strings.Contains(logs, want) {
