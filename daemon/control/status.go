@@ -93,9 +93,9 @@ type ProvisioningStatus struct {
 type ActivationProgress struct {
 	UUID string `json:"uuid"`
 	// Path is "hello" (bare metal) or "agent" (an rpc-go session).
-	Path    string `json:"path"`
-	Address string `json:"address,omitempty"`
+	Path string `json:"path"`
 	// Address is where the device's hello or the agent's session came from.
+	Address string `json:"address,omitempty"`
 	// Started is when amtd took the device on (the hello's activation, or
 	// the agent session's claim of the device).
 	Started time.Time `json:"started,omitzero"`
