@@ -42,20 +42,6 @@ func (s *Service) logRoutes() []route {
 	}
 }
 
-// decodeJSONBody reads one JSON object into v, refusing unknown fields and
-// anything after it.
-func decodeJSONBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("more than one JSON value")
-	}
-	return nil
-}
-
 // ptStatus names AMT's PT_STATUS return codes as MPS's AMTStatusCodes
 // does, for the ReturnValueStr of the consent routes.
 var ptStatus = map[int]string{0: "SUCCESS", 1: "INTERNAL_ERROR", 2: "NOT_READY", 3: "INVALID_PT_MODE",
@@ -135,7 +121,7 @@ func (s *Service) consentSend(w http.ResponseWriter, r *http.Request) (string, i
 	var req struct {
 		ConsentCode json.RawMessage `json:"consentCode"`
 	}
-	if err := decodeJSONBody(r, &req); err != nil || len(req.ConsentCode) == 0 {
+	if err := decodeBody(r, &req); err != nil || len(req.ConsentCode) == 0 {
 		return "amt", writeError(w, http.StatusBadRequest, want)
 	}
 	code := ""
@@ -442,7 +428,7 @@ func (s *Service) addAlarm(w http.ResponseWriter, r *http.Request) (string, int)
 		Interval           *int    `json:"Interval"`
 		DeleteOnCompletion *bool   `json:"DeleteOnCompletion"`
 	}
-	if err := decodeJSONBody(r, &req); err != nil || req.ElementName == nil || req.StartTime == nil {
+	if err := decodeBody(r, &req); err != nil || req.ElementName == nil || req.StartTime == nil {
 		return "amt", writeError(w, http.StatusBadRequest, want)
 	}
 	name, id := *req.ElementName, *req.ElementName
@@ -513,7 +499,7 @@ func (s *Service) deleteAlarm(w http.ResponseWriter, r *http.Request) (string, i
 	var req struct {
 		Name *string `json:"Name"`
 	}
-	if err := decodeJSONBody(r, &req); err != nil || req.Name == nil || !alarmNameRE.MatchString(*req.Name) {
+	if err := decodeBody(r, &req); err != nil || req.Name == nil || !alarmNameRE.MatchString(*req.Name) {
 		return "amt", writeError(w, http.StatusBadRequest, `want a JSON body {"Name": INSTANCEID} naming the alarm to delete (its InstanceID, 1-32 printable ASCII characters)`)
 	}
 	c, done, u, obj, st, ok := s.deviceClient(w, r)
@@ -689,7 +675,7 @@ func (s *Service) addCertificate(w http.ResponseWriter, r *http.Request) (string
 		Cert      *string `json:"cert"`
 		IsTrusted *bool   `json:"isTrusted"`
 	}
-	if err := decodeJSONBody(r, &req); err != nil || req.Cert == nil || req.IsTrusted == nil {
+	if err := decodeBody(r, &req); err != nil || req.Cert == nil || req.IsTrusted == nil {
 		return "amt", writeError(w, http.StatusBadRequest, want)
 	}
 	if len(*req.Cert) > maxCertBytes {
