@@ -33,15 +33,9 @@ const notConnected = "Device not found/connected"
 // never sees that password (issue 6). When ok is false the error is sent.
 // The caller runs done (which wipes the password) when it is finished.
 func (s *Service) deviceClient(w http.ResponseWriter, r *http.Request) (c *wsman.Client, done func(), uuid, obj string, status int, ok bool) {
-	u, err := store.NormalizeUUID(r.PathValue("guid"))
-	if err != nil {
-		return nil, nil, "", "amt", writeError(w, http.StatusBadRequest, "guid: "+err.Error()), false
-	}
-	obj = "device/" + u
-	if _, err := s.deps.Store.Devices().Get(r.Context(), u); errors.Is(err, store.ErrNotFound) {
-		return nil, nil, u, obj, writeError(w, http.StatusNotFound, "Device ID "+u+" not found"), false
-	} else if err != nil {
-		return nil, nil, u, obj, s.internal(w, "reading device "+u, err), false
+	u, obj, st, ok := s.knownDevice(w, r, "amt")
+	if !ok {
+		return nil, nil, u, obj, st, false
 	}
 	if s.opts.Devices == nil {
 		return nil, nil, u, obj, writeError(w, http.StatusNotFound, notConnected+": [CIRA] is off in amtd.conf, so amtd reaches no device"), false
@@ -57,6 +51,23 @@ func (s *Service) deviceClient(w http.ResponseWriter, r *http.Request) (c *wsman
 	dial := func(ctx context.Context) (net.Conn, error) { return s.opts.Devices.Dial(ctx, u, wsmanPort) }
 	c = wsman.NewClient(dial, wsman.Credentials{Host: u + ":" + strconv.Itoa(wsmanPort), Username: "admin", Password: pw})
 	return c, pw.Wipe, u, obj, 0, true
+}
+
+// knownDevice reads the {guid} of the path and checks the store has the
+// device; obj is the audit object ("device/UUID", or bad when the guid is
+// not one). When ok is false the error is sent.
+func (s *Service) knownDevice(w http.ResponseWriter, r *http.Request, bad string) (uuid, obj string, status int, ok bool) {
+	u, err := store.NormalizeUUID(r.PathValue("guid"))
+	if err != nil {
+		return "", bad, writeError(w, http.StatusBadRequest, "guid: "+err.Error()), false
+	}
+	obj = "device/" + u
+	if _, err := s.deps.Store.Devices().Get(r.Context(), u); errors.Is(err, store.ErrNotFound) {
+		return u, obj, writeError(w, http.StatusNotFound, "Device ID "+u+" not found"), false
+	} else if err != nil {
+		return u, obj, s.internal(w, "reading device "+u, err), false
+	}
+	return u, obj, 0, true
 }
 
 // deviceError answers a failed WS-Man exchange. The text of err names the

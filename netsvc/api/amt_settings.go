@@ -903,15 +903,9 @@ func (s *Service) deactivate(w http.ResponseWriter, r *http.Request) (string, in
 // MPS: {"success": 200, "description": "CIRA connection disconnected :
 // GUID"}.
 func (s *Service) disconnect(w http.ResponseWriter, r *http.Request) (string, int) {
-	u, err := store.NormalizeUUID(r.PathValue("guid"))
-	if err != nil {
-		return "devices", writeError(w, http.StatusBadRequest, "guid: "+err.Error())
-	}
-	obj := "device/" + u
-	if _, err := s.deps.Store.Devices().Get(r.Context(), u); errors.Is(err, store.ErrNotFound) {
-		return obj, writeError(w, http.StatusNotFound, "Device ID "+u+" not found")
-	} else if err != nil {
-		return obj, s.internal(w, "reading device "+u, err)
+	u, obj, st, ok := s.knownDevice(w, r, "devices")
+	if !ok {
+		return obj, st
 	}
 	if s.opts.Devices == nil {
 		return obj, writeError(w, http.StatusNotFound, notConnected+": [CIRA] is off in amtd.conf, so amtd holds no device link")
