@@ -411,11 +411,16 @@ func (s *Service) answerPowerCall(w http.ResponseWriter, u string, err error) in
 	if err != nil {
 		return s.deviceError(w, u, err)
 	}
-	str, ok := returnValueStr[code]
-	if !ok {
-		str = "UNKNOWN_ERROR"
+	return writePowerResult(w, code, powerReturnStr(code))
+}
+
+// powerReturnStr names a power method's ReturnValue, UNKNOWN_ERROR when
+// returnValueStr has no name for it.
+func powerReturnStr(code int) string {
+	if str, ok := returnValueStr[code]; ok {
+		return str
 	}
-	return writePowerResult(w, code, str)
+	return "UNKNOWN_ERROR"
 }
 
 func writePowerResult(w http.ResponseWriter, code int, str string) int {
@@ -876,11 +881,7 @@ func (s *Service) deactivate(w http.ResponseWriter, r *http.Request) (string, in
 	err := c.Invoke(ctx, "AMT_SetupAndConfigurationService", "Unprovision", wsman.UnprovisionInput{ProvisioningMode: 1}.Params(), nil)
 	var re *wsman.ReturnError
 	if errors.As(err, &re) {
-		str, ok := returnValueStr[re.Code]
-		if !ok {
-			str = "UNKNOWN_ERROR"
-		}
-		return obj, writeJSON(w, http.StatusOK, map[string]any{"ReturnValue": re.Code, "ReturnValueStr": str})
+		return obj, writeJSON(w, http.StatusOK, map[string]any{"ReturnValue": re.Code, "ReturnValueStr": powerReturnStr(re.Code)})
 	}
 	if err != nil {
 		return obj, s.deviceError(w, u, err)
