@@ -117,9 +117,8 @@ func (s *Service) powerState(w http.ResponseWriter, r *http.Request) (string, in
 		return obj, s.deviceError(w, u, errors.New("CIM_AssociatedPowerManagementService has no PowerState"))
 	}
 	var ips wsman.Instance
-	var fault *wsman.Fault
 	switch err := c.Get(r.Context(), "IPS_PowerManagementService", &ips); {
-	case errors.As(err, &fault):
+	case isFault(err):
 	case err != nil:
 		return obj, s.deviceError(w, u, err)
 	default:
